@@ -44,8 +44,8 @@ export { parseSafetensorsHeader } from './io/safetensors/store.ts';
 export { canonicalJson, type CanonicalJsonOptions } from './core/canonical-json.ts';
 export { parseNpy, writeNpy, type ParseNpyOptions } from './io/npy/npy.ts';
 export { TRAIN_METHODS, type TrainMethod } from './train/methods.ts';
-// A GGUF model's header, types and tensors, what `ndiff inspect model.gguf` prints (GGUF models are
-// inspected and fingerprinted; diffs of them are not made yet).
+// A GGUF model's header, types and tensors, what `ndiff inspect model.gguf` prints (a new version of
+// one layout ships as a GGUF block payload: `diff`, `apply`, `applyToGgufFile` of neural-diff/node).
 export { inspectGguf, type GgufInspectReport, type GgufSummary, type GgufMetadataSummary, type GgufTensorSummary } from './front/gguf.ts';
 // GGUF models run through llama.cpp (node-llama-cpp, installed apart) on held-out text beside a target: `ndiff measure`.
 export { measureGguf, type GgufMeasureOptions, type GgufMeasureReport, type GgufModelMeasure } from './front/measure/gguf-runtime.ts';

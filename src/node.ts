@@ -2,7 +2,8 @@
  * `neural-diff/node`: the device updater for Node and Electron (the app's main process), without
  * tfjs or the trainers: `updateModel` (fetch a release over HTTP and bring the model to its
  * newest version, docs/PUBLISHING.md), crash-safe, verified applies to TF.js model folders (or
- * model JSON files sharing a folder), ONNX, LiteRT and safetensors files, the sequence file, recorded digests, and everything
+ * model JSON files sharing a folder), ONNX, LiteRT and safetensors files, GGUF models patched in
+ * place (`applyToGgufFile`), the sequence file, recorded digests, and everything
  * `neural-diff/apply` exports.
  *
  * ```ts
@@ -40,6 +41,10 @@ export { tfjsFolderTarget, tfjsModelFileTarget, onnxFileTarget, tfliteFileTarget
 export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts';
 export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep } from './updater/updater.ts';
 export type { PendingUpdateOutcome, PendingCheck } from './updater/target.ts';
+// GGUF models (llama.cpp's files) patched in place by a GGUF block payload (format v8), behind an undo journal.
+export { applyToGgufFile, recoverGgufFile, ggufModelFiles, ggufUndoJournal, type GgufApplyOptions, type GgufApplyResult } from './io/gguf/in-place.ts';
+export { GGUF_UNDO_SUFFIX } from './io/gguf/undo-journal.ts';
+export { decodeGgufPayload, ggufModelDigest, ggufPayloadMisfit, GGUF_PAYLOAD_VERSION, GGUF_CHUNK_BYTES, GGUF_MAX_CHUNK_BYTES, GGUF_MAX_PARTS, CHUNK_BYTE_DELTA, CHUNK_XOR_RANGE_CODED, type GgufPayload, type GgufPayloadHeader, type GgufChunk, type GgufRun, type GgufPartDigests } from './io/gguf/payload.ts';
 // Types named in the signatures above, so callers can name them too.
 export type { TfjsTensorEntry, PassthroughEntry, BeforeSwitchHook, BeforeWriteHook } from './io/tfjs/options.ts';
 export type { ModelState } from './io/durable/sequence-file.ts';

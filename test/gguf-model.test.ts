@@ -170,7 +170,7 @@ test('ndiff inspect model.gguf: parts, architecture, name, tokenizer, metadata a
   assert.deepEqual(doc.metadata.find((m: { key: string }) => m.key === 'test.u64'), { key: 'test.u64', type: 'UINT64', value: '9223372036854775813' });
 });
 
-test('ndiff on a damaged .gguf exits with the files code and a typed error; diff refuses a .gguf by name', async () => {
+test('ndiff on a damaged .gguf exits with the files code and a typed error; diff refuses a lossy budget on .gguf, and two layouts', async () => {
   const dir = await tempDir();
   const bad = join(dir, 'cut.gguf');
   writeFileSync(bad, readFileSync(Q4_0_FILE).subarray(0, 100));
@@ -181,5 +181,8 @@ test('ndiff on a damaged .gguf exits with the files code and a typed error; diff
   assert.match(doc.error.message, /tensor count at offset 8: expected at most 3 \(what the 84 bytes left in the file can hold\), found 11/);
   const diff = await runNdiff('diff', '--base', Q4_0_FILE, '--target', join(DIR, 'tiny-llama-q4_1.gguf'), '--out', join(dir, 'x.ndiff'), '--budget', '10%', '--model-id', 'tiny');
   assert.equal(diff.code, 2);
-  assert.match(diff.err, /is a GGUF model: GGUF models are inspected and fingerprinted/);
+  assert.match(diff.err, /GGUF models are diffed exactly only for now/);
+  const layouts = await runNdiff('diff', '--base', Q4_0_FILE, '--target', join(DIR, 'tiny-llama-q4_1.gguf'), '--out', join(dir, 'x.ndiff'), '--budget', 'all', '--model-id', 'tiny');
+  assert.equal(layouts.code, 4);
+  assert.match(layouts.err, /laid out differently \(the base file is 7104 bytes, the target 7552\).*ship the new \.gguf file whole/);
 });

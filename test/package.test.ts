@@ -77,6 +77,11 @@ test('neural-diff/onnx resolves and exports the ONNX store; neural-diff/node the
   for (const name of ['applyToOnnxFile', 'openOnnxFile', 'recoverOnnxFile', 'OnnxWeightStore']) assert.ok(name in node, name);
 });
 
+test('neural-diff/node exports the GGUF in-place apply, its recovery and the GGUF payload decoder', async () => {
+  const node = await import('neural-diff/node');
+  for (const name of ['applyToGgufFile', 'recoverGgufFile', 'ggufModelFiles', 'ggufUndoJournal', 'decodeGgufPayload', 'ggufModelDigest', 'GGUF_PAYLOAD_VERSION']) assert.ok(name in node, name);
+});
+
 test('neural-diff/tflite resolves and exports the LiteRT store; neural-diff/node its file apply and updater target', async () => {
   const tflite = await import('neural-diff/tflite');
   for (const name of ['TfliteWeightStore', 'scanTfliteModel', 'TFLITE_FRAME', 'TFLITE_TYPES']) assert.ok(name in tflite, name);

@@ -28,7 +28,7 @@ export interface ApplyArgs extends SignatureArgs {
 export function applyCommand(y: Argv): Argv<ApplyArgs> {
   return signatureOptions(y
     .usage('ndiff apply --model PATH --patch FILE [options]\n\nVerify a payload and patch a model in place: atomic switch, the model untouched on any error.')
-    .option('model', { type: 'string', demandOption: true, describe: 'TF.js folder or <name>.json, .onnx, .tflite or .safetensors file to patch' })
+    .option('model', { type: 'string', demandOption: true, describe: 'TF.js folder or <name>.json, .onnx, .tflite, .safetensors or .gguf file to patch' })
     .option('patch', { type: 'string', demandOption: true, describe: 'payload file (bare or signed)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'check all, patch in memory, write nothing' })
     .option('max-payload-bytes', { type: 'number', default: 256 * 1024 * 1024, describe: 'refuse larger payloads before parsing' }))
@@ -79,6 +79,7 @@ export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
   const ms = r.milliseconds.toFixed(0);
   if (r.status === 'already-applied') io.out(`${a.model} is already at target ${r.targetFingerprint}: nothing to do`);
   else if (r.structural) io.out(`${a.dryRun ? 'dry run: would rebuild' : 'rebuilt'} ${a.model}: ${r.baseFingerprint} -> ${r.targetFingerprint} (a structural payload: ${r.files ? `${r.files} files` : 'the file'} rebuilt, ${r.fileBytes} bytes, then ${r.writtenValues} values patched in ${r.changedTensors.length} tensors; ${ms} ms)`);
+  else if (r.formatVersion === 8) io.out(`${a.dryRun ? 'dry run: would patch' : 'patched'} ${a.model} in place: ${r.baseFingerprint} -> ${r.targetFingerprint} (stored-bytes digests), ${a.dryRun ? 'every changed block checked' : `${r.writtenValues} bytes in ${r.changedTensors.length} tensors`} (${ms} ms)`);
   else io.out(`${a.dryRun ? 'dry run: would patch' : 'patched'} ${a.model}: ${r.baseFingerprint} -> ${r.targetFingerprint}, ${r.writtenValues} values in ${r.changedTensors.length} tensors (${ms} ms)`);
   if (r.baseCheck) {
     const { hashedTensors, recordedTensors } = r.baseCheck;

@@ -27,7 +27,9 @@ import { fullInstallPending, recoverFullInstall } from '../io/updater/targets.ts
 import { lockModelDir } from '../io/durable/lock.ts';
 import type { RecoveryReport } from '../io/durable/lock.ts';
 import { runHealthCheck } from './health-check.ts';
-import { isModelFilePath, isSafetensorsPath, isTflitePath, payloadArgument } from './models.ts';
+import { isGgufPath, isModelFilePath, isSafetensorsPath, isTflitePath, payloadArgument } from './models.ts';
+import { applyToGgufFile } from '../io/gguf/in-place.ts';
+import { isGgufPayloadDocument } from '../io/gguf/payload.ts';
 import type { Progress } from './progress.ts';
 
 /** The default of {@link ApplyOptions.maxPayloadBytes}: 256 MiB. */
@@ -35,7 +37,7 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024;
 
 /** What {@link apply} takes. */
 export interface ApplyOptions {
-  /** The model patched in place: a TF.js folder or model JSON file, an `.onnx`, `.tflite` or `.safetensors` file. */
+  /** The model patched in place: a TF.js folder or model JSON file, an `.onnx`, `.tflite`, `.safetensors` or `.gguf` file (a split GGUF model by any part). */
   model: string;
   /** The payload: a file's path, or its bytes (bare or a signed envelope). */
   payload: string | Uint8Array;
@@ -81,7 +83,8 @@ export interface ApplyReport {
   dryRun: boolean;
   /** A structural payload: the model was rebuilt. */
   structural?: true;
-  formatVersion?: 7;
+  /** 7: a structural payload; 8: a GGUF payload applied in place. */
+  formatVersion?: 7 | 8;
   baseFingerprint: string;
   intermediateFingerprint?: string;
   targetFingerprint: string;
@@ -90,6 +93,7 @@ export interface ApplyReport {
   /** Structural: the rebuilt model's bytes, and how many files it has when several. */
   fileBytes?: number;
   files?: number;
+  /** Values written (a GGUF payload: bytes overwritten). */
   writtenValues: number;
   changedTensors: string[];
   /** Value payloads: how the base was checked. */
@@ -122,6 +126,12 @@ export async function apply(o: ApplyOptions): Promise<ApplyReport> {
   const dryRun = o.dryRun ?? false;
   const hc = o.healthCheck;
   const check = (dir: string, file?: string) => (typeof hc === 'string' ? runHealthCheck(hc, dir, timeout, progress, file) : (hc as NonNullable<typeof hc>)({ dir, ...(file !== undefined ? { file } : {}) }));
+  const ggufPayload = isGgufPayloadDocument(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes);
+  if (isGgufPath(o.model)) {
+    if (!ggufPayload) throw new ModelMismatchError(`model (--model) ${o.model} is a GGUF model, and the payload is not a GGUF payload (format v8, made by ndiff diff from two .gguf files): nothing was read or written; apply the payload made for this model`, { model: o.model });
+    return applyGguf(o, bytes, dryRun, hc ? ({ file }) => check(dirname(file), file) : undefined);
+  }
+  if (ggufPayload) throw new ModelMismatchError(`the payload is a GGUF payload (format v8), which patches a .gguf model in place, and model (--model) ${o.model} is not a .gguf file: nothing was read or written; apply it to the .gguf model it was made for`, { model: o.model });
   // A full install an update switched in and never confirmed (killed during its health check) is
   // finished first, as ndiff update finishes it (src/io/updater/targets.ts): by this apply's
   // health check, else rolled back; said in `recovery` and `pendingUpdate`, also when the apply then fails.
@@ -146,6 +156,25 @@ export async function apply(o: ApplyOptions): Promise<ApplyReport> {
     }
     throw e;
   }
+}
+
+/** {@link apply} of a GGUF payload (format v8) to a .gguf model: in place behind an undo journal (src/io/gguf/in-place.ts). */
+async function applyGguf(o: ApplyOptions, bytes: Uint8Array, dryRun: boolean, healthCheck: ((info: { file: string }) => boolean | void | Promise<boolean | void>) | undefined): Promise<ApplyReport> {
+  const t0 = performance.now();
+  const trustedKeys = await Promise.all((o.publicKeys ?? []).map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));
+  const r = await applyToGgufFile(o.model, bytes, {
+    trustedKeys, dryRun,
+    ...(o.maxPayloadBytes !== undefined ? { maxPayloadBytes: o.maxPayloadBytes } : {}),
+    ...(o.requireSignature !== undefined ? { requireSignature: o.requireSignature } : {}),
+    ...(o.modelId !== undefined ? { expectedModelId: o.modelId } : {}),
+    ...(o.state !== undefined ? { state: o.state } : {}),
+    ...(healthCheck ? { healthCheck } : {}),
+  });
+  return {
+    model: o.model, status: r.status, dryRun, formatVersion: 8, baseFingerprint: r.baseFingerprint, targetFingerprint: r.targetFingerprint, modelId: r.header.modelId, sequence: r.header.sequence,
+    writtenValues: r.writtenBytes, changedTensors: r.changedTensors, ...(r.files.length > 1 ? { files: r.files.length } : {}), signature: r.signature, sequenceRecorded: r.sequenceRecorded,
+    statePath: o.state === null ? null : o.state ?? `${r.files[0]}${ONNX_STATE_SUFFIX}`, recovery: r.recovery.actions, milliseconds: performance.now() - t0,
+  };
 }
 
 /** `report` with what finishing an unconfirmed full install did first (see {@link apply}). */

@@ -24,7 +24,8 @@ import { diffSettings, isEveryChange, type DiffOptions, type DiffSettings } from
 import { budgetChoiceText, searchBudget, type BudgetSearchReport } from './budget-search.ts';
 import { qualityTargetOf } from './quality-target.ts';
 import { structuralFileDiff, structuralFolderDiff, type StructuralDiffReport } from './diff-structural.ts';
-import { checkOutputPath, isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath, modelKindText, openModel, resolveModelId, writeUpdatedModel, type OpenedModel } from './models.ts';
+import { diffGguf } from './diff-gguf.ts';
+import { checkOutputPath, isGgufPath, isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath, modelKindText, openModel, resolveModelId, writeUpdatedModel, type OpenedModel } from './models.ts';
 import { loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayText, type OnnxEval, type PayloadEvalSpec } from './measure/payload-eval.ts';
 
 export type { DiffOptions } from './diff-options.ts';
@@ -89,6 +90,12 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
   const s = diffSettings(options);
   // budget auto's target and grid: a missing or second target is refused before any file is read.
   const auto = qualityTargetOf(s);
+  // GGUF models: the exact block payload (format v8), their own path (diff-gguf.ts).
+  if (isGgufPath(s.base) || isGgufPath(s.target)) {
+    if (!isGgufPath(s.base) || !isGgufPath(s.target)) throw new UsageError(`base (--base) ${s.base} and target (--target) ${s.target}: expected two .gguf models (two versions of one model in one format)`);
+    if (s.out !== undefined) await checkOutputPath(s.out, 'out (--out)');
+    return await diffGguf(s);
+  }
   if (modelKindText(s.base) !== modelKindText(s.target)) throw new UsageError(`base (--base) ${s.base} is ${modelKindText(s.base)} and target (--target) ${s.target} is ${modelKindText(s.target)}: expected two versions of one model in one format (two TF.js folders, or two .onnx, .tflite or .safetensors files)`);
   if (isTflitePath(s.base) && s.state.length) throw new UsageError('state (--state) is for ONNX models: a .tflite model carries no state between examples here');
   const modelId = await resolveModelId(s.base, s.modelId);

@@ -2,8 +2,8 @@
  * GGUF models (llama.cpp's files) in the library calls: what `ndiff inspect model.gguf` shows
  * ({@link inspectGguf}) and what `ndiff fingerprint model.gguf` computes (the model fingerprint
  * of docs/format/gguf.md, hashed a range of blocks at a time). A split model is named by any of
- * its parts (`name-00001-of-00003.gguf`). GGUF models are read, never patched: diffs and applies
- * refuse them (`openModel`).
+ * its parts (`name-00001-of-00003.gguf`). Diffs and applies of GGUF models: `diff-gguf.ts` and
+ * src/io/gguf/in-place.ts.
  */
 import { getHasher } from '../core/hasher.ts';
 import { openGgufModel } from '../io/gguf/files.ts';

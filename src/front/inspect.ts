@@ -7,6 +7,8 @@
  */
 import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import { decodeStructuralPayload, isStructuralPayload, type StructuralPayload } from '../apply/rebuild.ts';
+import { isGgufPayloadDocument } from '../io/gguf/payload.ts';
+import { UsageError } from '../core/errors.ts';
 import { readByteDeltaHeader } from '../core/byte-delta.ts';
 import { openPayload, shapeSize, type PayloadHeader, type TensorPatch } from '../core/format.ts';
 import { readMsgpack } from '../core/msgpack-read.ts';
@@ -100,6 +102,7 @@ export async function inspect(payload: string | Uint8Array): Promise<InspectRepo
   const bytes = envelope ? envelope.payload : file;
   const where = typeof payload === 'string' ? { file: payload } : {};
   const signed = envelope ? { signedBy: envelope.keyId, signatureChecked: false as const, fileBytes: file.length } : {};
+  if (isGgufPayloadDocument(bytes)) throw new UsageError(`${where.file ?? 'the payload'} is a GGUF block payload (format v8), which inspect does not show yet: check it against its model with ndiff apply --dry-run --model MODEL.gguf --patch PAYLOAD (apply({ model, payload, dryRun: true })), which decodes every chunk and writes nothing`, { version: 8 });
   if (isStructuralPayload(bytes)) {
     const p = await decodeStructuralPayload(bytes);
     const lengths = rebuildLengths(p);

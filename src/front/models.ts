@@ -38,11 +38,11 @@ export interface OpenedModel {
 
 /**
  * Open a model by its path: a `.onnx` file (and its external data), a `.tflite` file or a TF.js model folder.
- * `lazy` reads a folder's shards when first used. A `.gguf` model is refused (UsageError): it is inspected
- * and fingerprinted, not diffed or patched.
+ * `lazy` reads a folder's shards when first used. A `.gguf` model is refused (UsageError): `diff` and
+ * `apply` take it by their own path (GGUF block payloads), the other commands not.
  */
 export async function openModel(p: string, options: { lazy?: boolean } = {}): Promise<OpenedModel> {
-  if (isGgufPath(p)) throw new UsageError(`${p} is a GGUF model: GGUF models are inspected and fingerprinted (ndiff inspect, ndiff fingerprint), not diffed or patched yet; ship the new .gguf file as a full download`, { model: p, expected: 'a TF.js folder, an .onnx, .tflite or .safetensors file', found: 'a .gguf file' });
+  if (isGgufPath(p)) throw new UsageError(`${p} is a GGUF model: GGUF models are inspected and fingerprinted (ndiff inspect, ndiff fingerprint), diffed exactly (ndiff diff --budget all) and patched in place (ndiff apply); this command does not take them`, { model: p, expected: 'a TF.js folder, an .onnx, .tflite or .safetensors file', found: 'a .gguf file' });
   // A single-file model: its weights as stored (float32 4 bytes, halves 2, int8/uint8 1), what a payload may change.
   // A safetensors file: read whole into memory; F32, F16 and BF16 tensors are its weights.
   if (isModelFilePath(p)) return { kind: isOnnxPath(p) ? 'onnx' : isTflitePath(p) ? 'tflite' : 'safetensors', ...(await openModelAt(p)) };

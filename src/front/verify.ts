@@ -7,8 +7,9 @@ import { applyVerifiedPayload, verifyPayload } from '../apply/index.ts';
 import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import type { TrustedKey } from '../apply/ed25519.ts';
 import { decodeStructuralPayload, isStructuralPayload } from '../apply/rebuild.ts';
+import { isGgufPayloadDocument } from '../io/gguf/payload.ts';
 import { openSignedPayload, type SignatureCheck, type SignaturePolicy } from '../apply/signature.ts';
-import { ModelMismatchError } from '../core/errors.ts';
+import { ModelMismatchError, UsageError } from '../core/errors.ts';
 import { MemoryWeightStore, type WeightStore } from '../core/weight-store.ts';
 import { readModelIdRecord } from '../io/durable/model-id-file.ts';
 import { FileSequenceStore } from '../io/durable/sequence-file.ts';
@@ -77,6 +78,9 @@ export async function verify(o: VerifyOptions): Promise<VerifyReport> {
   const trustedKeys = await Promise.all((o.publicKeys ?? []).map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));
   const policy: SignaturePolicy = { trustedKeys, ...(o.requireSignature !== undefined ? { requireSignature: o.requireSignature } : {}) };
   const where = typeof o.payload === 'string' ? { payload: o.payload } : {};
+  if (isGgufPayloadDocument(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
+    throw new UsageError(`${where.payload ?? 'the payload'} is a GGUF block payload (format v8), which verify does not check yet: check it against its model with ndiff apply --dry-run --model MODEL.gguf --patch PAYLOAD (apply({ model, payload, dryRun: true })), which checks the signature, decodes every chunk and writes nothing`, { version: 8 });
+  }
   // A structural payload (format v7) is checked as neural-diff/rebuild checks it.
   if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
     const opened = await openSignedPayload(bytes, policy);

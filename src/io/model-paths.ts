@@ -37,7 +37,7 @@ export function isSafetensorsPath(p: string): boolean {
   return /\.safetensors$/i.test(p);
 }
 
-/** True for a path taken as a GGUF model (by its extension): read for `inspect` and `fingerprint` only, never patched. */
+/** True for a path taken as a GGUF model (by its extension): inspected, fingerprinted, diffed and patched in place by its own path (src/io/gguf/). */
 export function isGgufPath(p: string): boolean {
   return /\.gguf$/i.test(p);
 }

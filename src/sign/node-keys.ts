@@ -12,6 +12,7 @@ import { PayloadFormatError, UsageError } from '../core/errors.ts';
 import { decodePayload } from '../core/format.ts';
 import { readMsgpack } from '../core/msgpack-read.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
+import { decodeGgufPayload, isGgufPayloadDocument } from '../io/gguf/payload.ts';
 import { keyIdOf, parsePublicKey, type TrustedKey } from '../apply/ed25519.ts';
 import { envelopeSigningInput, isSignedEnvelope, sealEnvelope } from '../apply/envelope.ts';
 
@@ -111,12 +112,14 @@ export function signPayload(payload: Uint8Array, privateKey: KeyObject | string)
   }
   try {
     // A structural payload (format v7): its document and the value payload inside it (the
-    // device checks the rest: the byte delta against the model's own bytes).
+    // device checks the rest: the byte delta against the model's own bytes). A GGUF block
+    // payload (format v8): its document (the device checks its chunks against the file).
     if (isStructuralPayload(payload)) {
       const pv = (readMsgpack(payload) as Record<string, unknown>).pv;
       if (!(pv instanceof Uint8Array)) throw new PayloadFormatError('a structural payload (format v7) without its value payload "pv"');
       decodePayload(pv);
-    } else decodePayload(payload);
+    } else if (isGgufPayloadDocument(payload)) decodeGgufPayload(payload);
+    else decodePayload(payload);
   } catch (e) {
     if (e instanceof PayloadFormatError) throw new PayloadFormatError(`refusing to sign: ${e.message}`, e.details);
     throw e;

@@ -71,8 +71,13 @@ for (const method of ['writeFile', 'write']) {
   const original = FileHandleProto[method];
   FileHandleProto[method] = async function (this: object, data: unknown, ...rest: unknown[]) {
     const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : (data as Uint8Array);
-    if (step(`${method}(${handlePaths.get(this) ?? '?'}, ${bytes.length} bytes)`, bytes.length > 1)) {
-      await FileHandleProto.write.call(this, bytes.subarray(0, bytes.length >> 1));
+    // write(buffer, offset, length, position): the bytes written are buffer[offset, offset + length).
+    const positional = method === 'write' && typeof rest[0] === 'number' && typeof rest[1] === 'number';
+    const size = positional ? (rest[1] as number) : bytes.length;
+    if (step(`${method}(${handlePaths.get(this) ?? '?'}, ${size} bytes)`, size > 1)) {
+      // A torn write lands where the write would have: half its bytes, at its position.
+      if (positional) await FileHandleProto.write.call(this, bytes, rest[0], (rest[1] as number) >> 1, rest[2]);
+      else await FileHandleProto.write.call(this, bytes.subarray(0, bytes.length >> 1));
       die();
     }
     return original.call(this, data, ...rest);

@@ -12,7 +12,8 @@
  * for real, then recorded with the bytes it wrote and the inode each name points to, in the order
  * the operations completed (the single-file appliers issue them one at a time).
  *
- * Only operations on the one folder are modelled. A mutating call the model has no rule for
+ * Only operations on the one folder are modelled. An existing file opened 'r+' (written in place,
+ * never truncated) is recorded write by write. A mutating call the model has no rule for
  * (a truncating open of an existing file, rm, copyFile, fs.writeFile, truncate of a recorded
  * file, a change outside the folder) makes the recording fail, so a gap in the model cannot pass
  * unnoticed. chmod is performed and not recorded: a file's mode is not what a loader reads.
@@ -94,7 +95,8 @@ export async function recordNodeFs(dir: string, initial: FolderImage, fn: () => 
     const name = inFolder(file);
     const { mutating, exclusive } = flagsOf(flags);
     if (name !== undefined && mutating) {
-      if (!exclusive && names.has(name)) refuse(`open(${name}, ${String(flags)}) of an existing file`);
+      // 'r+' writes an existing file in place (a GGUF model patched behind its undo journal): its writes are recorded at their positions.
+      if (!exclusive && names.has(name) && flags !== 'r+') refuse(`open(${name}, ${String(flags)}) of an existing file`);
     } else if (name === undefined && !isFolder(file) && mutating) {
       refuse(`open(${String(file)}, ${String(flags)}) outside the folder`);
     }

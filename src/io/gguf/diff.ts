@@ -1,0 +1,226 @@
+/**
+ * The GGUF block payload's encoder (build side; the format and its decoder are `payload.ts`,
+ * docs/format/gguf.md §18.4): two versions of one GGUF model with one layout compared a region
+ * at a time (the header and the padding byte by byte, each tensor ggml block by block), the
+ * changed ranges grouped into chunks of about {@link GGUF_CHUNK_BYTES}, each chunk's target bytes
+ * coded against its base bytes as a byte delta (§16) or as their XOR range-coded, whichever is
+ * smaller. Models whose layout differs are refused with
+ * a {@link ModelMismatchError} saying what differs: the exact GGUF path patches bytes in place,
+ * and a file laid out otherwise is shipped whole.
+ *
+ * Deterministic: the same two models give the same payload bytes. Memory: one region slice (at
+ * most 16 MiB of each model) while comparing, one chunk while coding.
+ */
+import { ModelMismatchError } from '../../core/errors.ts';
+import type { Hasher } from '../../core/hash-types.ts';
+import { toHex } from '../../core/hex.ts';
+import { packDocument } from '../../core/encode.ts';
+import { encodeByteDelta } from '../../diff/byte-delta.ts';
+import type { GgufModel } from './model.ts';
+import { bytes8, codeChunk, GGUF_CHUNK_BYTES, GGUF_PAYLOAD_VERSION, ggufModelDigest, ggufPayloadDocument, type GgufChunk, type GgufChunkCoding, type GgufPartDigests, type GgufRun } from './payload.ts';
+
+/** Two changed ranges closer than this are carried as one (the bytes between cost less in the delta than a range's varints). */
+const MERGE_GAP = 16;
+/** Bytes compared per read. */
+const SLICE_BYTES = 16 << 20;
+
+/**
+ * Why two GGUF models cannot be patched in place by a block payload, or undefined when they can:
+ * a different number of parts, a part of another length or header length, a tensor added,
+ * removed, renamed, retyped, reshaped or moved.
+ */
+export function ggufLayoutDifference(base: GgufModel, target: GgufModel): string | undefined {
+  if (base.parts.length !== target.parts.length) return `the base has ${base.parts.length} file(s), the target ${target.parts.length}`;
+  for (let p = 0; p < base.parts.length; p++) {
+    const a = base.parts[p].header;
+    const b = target.parts[p].header;
+    const where = base.parts.length > 1 ? `part ${p + 1}: ` : '';
+    if (a.fileSize !== b.fileSize) return `${where}the base file is ${a.fileSize} bytes, the target ${b.fileSize}`;
+    if (a.headerBytes !== b.headerBytes || a.dataStart !== b.dataStart) return `${where}the header is ${a.headerBytes} bytes (data at ${a.dataStart}) in the base, ${b.headerBytes} (data at ${b.dataStart}) in the target`;
+    if (a.tensors.length !== b.tensors.length) return `${where}the base has ${a.tensors.length} tensors, the target ${b.tensors.length}`;
+    for (let i = 0; i < a.tensors.length; i++) {
+      const x = a.tensors[i];
+      const y = b.tensors[i];
+      if (x.name !== y.name) return `${where}tensor ${i} is ${JSON.stringify(x.name)} in the base, ${JSON.stringify(y.name)} in the target`;
+      if (x.type.id !== y.type.id) return `${where}tensor ${JSON.stringify(x.name)} is ${x.type.name} in the base, ${y.type.name} in the target`;
+      if (x.ne.join() !== y.ne.join()) return `${where}tensor ${JSON.stringify(x.name)} has dimensions [${x.ne.join(', ')}] in the base, [${y.ne.join(', ')}] in the target`;
+      if (x.offset !== y.offset) return `${where}tensor ${JSON.stringify(x.name)} is at data offset ${x.offset} in the base, ${y.offset} in the target`;
+    }
+  }
+  return undefined;
+}
+
+/** A region of a part compared in units of `unit` bytes (1 for the header and padding, a block for a tensor). */
+interface Region {
+  from: number;
+  to: number;
+  unit: number;
+}
+
+/** The regions of a part in file order: the header with its padding, each tensor, the bytes between and after. */
+function regionsOf(model: GgufModel, part: number): Region[] {
+  const h = model.parts[part].header;
+  const tensors = [...h.tensors].sort((a, b) => a.offset - b.offset);
+  const out: Region[] = [];
+  let at = 0;
+  for (const t of tensors) {
+    const from = h.dataStart + t.offset;
+    if (from > at) out.push({ from: at, to: from, unit: 1 });
+    if (t.bytes > 0) out.push({ from, to: from + t.bytes, unit: t.type.typeSize });
+    at = from + t.bytes;
+  }
+  if (h.fileSize > at) out.push({ from: at, to: h.fileSize, unit: 1 });
+  return out;
+}
+
+/** The changed ranges of one part, in file order, close ones merged. */
+function changedRuns(base: GgufModel, target: GgufModel, part: number): GgufRun[] {
+  const a = base.parts[part].source;
+  const b = target.parts[part].source;
+  const runs: GgufRun[] = [];
+  const add = (offset: number, length: number) => {
+    const last = runs.at(-1);
+    if (last && offset - (last.offset + last.length) <= MERGE_GAP) last.length = offset + length - last.offset;
+    else runs.push({ part, offset, length });
+  };
+  for (const r of regionsOf(base, part)) {
+    const slice = Math.max(r.unit, Math.floor(SLICE_BYTES / r.unit) * r.unit);
+    for (let at = r.from; at < r.to; at += slice) {
+      const n = Math.min(slice, r.to - at);
+      const x = a.read(at, n);
+      const y = b.read(at, n);
+      for (let u = 0; u < n; u += r.unit) {
+        let same = true;
+        for (let k = u; k < u + r.unit; k++) {
+          if (x[k] !== y[k]) {
+            same = false;
+            break;
+          }
+        }
+        if (!same) add(at + u, r.unit);
+      }
+    }
+  }
+  return runs;
+}
+
+/** The ranges of every part cut into chunks of at most {@link GGUF_CHUNK_BYTES} bytes (a longer range split). */
+function chunkRuns(runs: readonly GgufRun[]): GgufRun[][] {
+  const chunks: GgufRun[][] = [];
+  let current: GgufRun[] = [];
+  let bytes = 0;
+  for (const r of runs) {
+    let { offset, length } = r;
+    while (length > 0) {
+      if (bytes === GGUF_CHUNK_BYTES) {
+        chunks.push(current);
+        current = [];
+        bytes = 0;
+      }
+      const n = Math.min(length, GGUF_CHUNK_BYTES - bytes);
+      current.push({ part: r.part, offset, length: n });
+      bytes += n;
+      offset += n;
+      length -= n;
+    }
+  }
+  if (current.length) chunks.push(current);
+  return chunks;
+}
+
+/** The XXH64 of each part's bytes, a slice at a time. */
+function partDigest(hasher: Hasher, model: GgufModel, part: number): string {
+  const { source } = model.parts[part];
+  const h = hasher.create64();
+  for (let at = 0; at < source.size; at += SLICE_BYTES) h.update(source.read(at, Math.min(SLICE_BYTES, source.size - at)));
+  return toHex(bytes8(h.digest()));
+}
+
+/** What {@link diffGgufModels} takes besides the models. */
+export interface GgufDiffOptions {
+  modelId: string;
+  sequence: number;
+  expiresAt?: number;
+  createdBy: string;
+  /** How chunks are coded: the smaller of a byte delta and the XOR range-coded (default), or one of them (tests, measures). */
+  chunkCoding?: GgufChunkCoding;
+}
+
+/** What {@link diffGgufModels} returns: the payload and what it carries. */
+export interface GgufDiffResult {
+  payload: Uint8Array;
+  baseFingerprint: string;
+  targetFingerprint: string;
+  /** Bytes of the changed ranges, and how many ranges. */
+  changedBytes: number;
+  runs: number;
+  chunks: number;
+  /** The tensors with a changed block, in file order; `header` true when header or padding bytes changed. */
+  changedTensors: string[];
+  header: boolean;
+  /** Every part's length together. */
+  modelBytes: number;
+}
+
+/** The names of the tensors a range overlaps, and whether one lies outside every tensor. */
+function touched(model: GgufModel, runs: readonly GgufRun[]): { tensors: string[]; outside: boolean } {
+  const names = new Set<string>();
+  let outside = false;
+  for (const r of runs) {
+    const h = model.parts[r.part].header;
+    let covered = 0;
+    for (const t of h.tensors) {
+      const from = Math.max(r.offset, h.dataStart + t.offset);
+      const to = Math.min(r.offset + r.length, h.dataStart + t.offset + t.bytes);
+      if (to > from) {
+        names.add(t.name);
+        covered += to - from;
+      }
+    }
+    if (covered < r.length) outside = true;
+  }
+  return { tensors: model.tensors.map((t) => t.info.name).filter((n) => names.has(n)), outside };
+}
+
+/**
+ * The block payload from `base` to `target` (two GGUF models of one layout, opened by
+ * `openGgufModel` on Node or from bytes).
+ * @throws ModelMismatchError when their layouts differ (the message says what differs and that
+ *   the new file must be shipped whole)
+ */
+export function diffGgufModels(hasher: Hasher, base: GgufModel, target: GgufModel, o: GgufDiffOptions): GgufDiffResult {
+  const difference = ggufLayoutDifference(base, target);
+  if (difference) {
+    throw new ModelMismatchError(`the two GGUF models are laid out differently (${difference}): a GGUF payload rewrites changed blocks in place, so tensors, types, shapes, data offsets and the header's length must stay; ship the new .gguf file whole (a full download), or diff two versions of one layout (metadata values may change where the header keeps its length)`, { difference, structural: true });
+  }
+  const runs = base.parts.flatMap((_, p) => changedRuns(base, target, p));
+  const parts: GgufPartDigests[] = base.parts.map((x, p) => ({ length: x.header.fileSize, base: partDigest(hasher, base, p), target: partDigest(hasher, target, p) }));
+  const read = (model: GgufModel, rs: readonly GgufRun[], total: number) => {
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const r of rs) {
+      out.set(model.parts[r.part].source.read(r.offset, r.length), at);
+      at += r.length;
+    }
+    return out;
+  };
+  const chunks: GgufChunk[] = chunkRuns(runs).map((rs) => {
+    const total = rs.reduce((n, r) => n + r.length, 0);
+    const was = read(base, rs, total);
+    const now = read(target, rs, total);
+    return { runs: rs, bytes: total, baseDigest: toHex(bytes8(hasher.h64(was))), targetDigest: toHex(bytes8(hasher.h64(now))), ...codeChunk(was, now, (a, b) => encodeByteDelta(a, b).bytes, o.chunkCoding) };
+  });
+  const baseFingerprint = ggufModelDigest(hasher, parts.map((p) => p.base));
+  const targetFingerprint = ggufModelDigest(hasher, parts.map((p) => p.target));
+  const payload = packDocument(ggufPayloadDocument({
+    header: { version: GGUF_PAYLOAD_VERSION, method: 'blocks', modelId: o.modelId, baseFingerprint, targetFingerprint, sequence: o.sequence, budgetBytes: 0, createdBy: o.createdBy, ...(o.expiresAt !== undefined ? { expiresAt: o.expiresAt } : {}) },
+    parts,
+    chunks,
+  }));
+  const { tensors, outside } = touched(base, runs);
+  return {
+    payload, baseFingerprint, targetFingerprint,
+    changedBytes: runs.reduce((n, r) => n + r.length, 0), runs: runs.length, chunks: chunks.length,
+    changedTensors: tensors, header: outside, modelBytes: parts.reduce((n, p) => n + p.length, 0),
+  };
+}

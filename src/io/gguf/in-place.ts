@@ -1,0 +1,321 @@
+/**
+ * A GGUF block payload (format v8, `payload.ts`) applied to a GGUF model on disk in place
+ * (Node): no second copy of a file of gigabytes, the changed ranges overwritten behind an undo
+ * journal (`undo-journal.ts`). In order, under the folder's lock:
+ *
+ * 1. recovery: a journal an earlier apply left is rolled back (the model is the old version);
+ * 2. the payload: signature, document, model id, a stale sequence; the parts' count and lengths;
+ * 3. the base: every file's XXH64 against the payload's (already the target: `already-applied`;
+ *    a replayed or expired payload, or another base: refused, nothing written);
+ * 4. every chunk decoded against the file's bytes and checked (base and target digests), and the
+ *    bytes its ranges hold appended to `<journal>.tmp`; a failure deletes it, nothing written;
+ * 5. the journal fsynced, renamed into place, the folder fsynced (the journal is durable);
+ * 6. each chunk decoded again and its target bytes written over its ranges; the files fsynced;
+ * 7. every range read back and checked against the target digests, then every file hashed
+ *    again against the payload's target digests (a mismatch rolls back);
+ * 8. the health check, if any (a failure rolls back);
+ * 9. the journal deleted and the folder fsynced: the commit point; then the model id and the
+ *    sequence are recorded beside the model.
+ *
+ * A kill or a power cut anywhere leaves the old version (before 6, or by the rollback of the next
+ * apply) or the new one (after 9). Memory: one chunk (at most 16 MiB of ranges) at a time.
+ */
+import { open, realpath, unlink, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, TargetMismatchError } from '../../core/errors.ts';
+import { getHasher, type Hasher } from '../../core/hasher.ts';
+import { toHex } from '../../core/hex.ts';
+import type { PayloadHeader } from '../../core/format.ts';
+import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from '../../apply/freshness.ts';
+import { openSignedPayload, type SignatureCheck, type SignaturePolicy } from '../../apply/signature.ts';
+import { syncDir } from '../durable/durable.ts';
+import { lockModelDir, type RecoveryReport } from '../durable/lock.ts';
+import { FileSequenceStore } from '../durable/sequence-file.ts';
+import { readModelIdRecord, writeModelIdRecord, MODEL_ID_SUFFIX } from '../durable/model-id-file.ts';
+import { weightsFileSequenceStore } from '../durable/weights-file-update.ts';
+import { openGgufModel } from './files.ts';
+import { splitPartName, splitPartPath, type GgufModel } from './model.ts';
+import { bytes8, decodeGgufChunk, decodeGgufPayload, ggufModelDigest, ggufPayloadMisfit, type GgufChunk, type GgufPayload, type GgufPayloadHeader } from './payload.ts';
+import { readFully, rollBackGguf, undoJournalPending, UndoJournalWriter, writeFully, GGUF_UNDO_SUFFIX } from './undo-journal.ts';
+
+/** Bytes hashed per read when a file's digest is taken. */
+const HASH_SLICE = 16 << 20;
+
+/** What {@link applyToGgufFile} takes. */
+export interface GgufApplyOptions extends SignaturePolicy {
+  /** When set, refuse payloads for another model id (default: the id recorded by the file's first apply). */
+  expectedModelId?: string;
+  /** Where the applied sequence is kept: a state file, a store, or null for none. Default `<first file>.ndiff-state.json`. */
+  state?: string | SequenceStore | null;
+  /** Check the base and decode every chunk; write nothing (no recovery, no state). */
+  dryRun?: boolean;
+  /** Runs once the new bytes are in place and checked; a throw or `false` rolls back. */
+  healthCheck?: (info: { file: string; files: string[] }) => boolean | void | Promise<boolean | void>;
+  /** The clock for expiry checks (default `Date.now`). */
+  now?: () => number;
+  hasher?: Hasher;
+}
+
+/** What {@link applyToGgufFile} returns. */
+export interface GgufApplyResult {
+  status: 'applied' | 'already-applied';
+  header: GgufPayloadHeader;
+  signature: SignatureCheck;
+  /** The stored-bytes digests of the base and of the target. */
+  baseFingerprint: string;
+  targetFingerprint: string;
+  /** The model's files, in split order. */
+  files: string[];
+  /** Bytes and ranges overwritten (0 when nothing was written). */
+  writtenBytes: number;
+  writtenRanges: number;
+  /** The tensors with a changed range, in file order. */
+  changedTensors: string[];
+  sequenceRecorded: boolean;
+  recovery: RecoveryReport;
+}
+
+/** The files of the GGUF model named by `file`: itself, or every part of a split model (`-0000K-of-0000N.gguf`). */
+export function ggufModelFiles(file: string): string[] {
+  const split = splitPartName(file);
+  if (!split) return [path.resolve(file)];
+  return Array.from({ length: split.count }, (_, i) => path.resolve(splitPartPath(split.prefix, i + 1, split.count)));
+}
+
+/** The undo journal of the GGUF model named by `file` (beside its first file). */
+export function ggufUndoJournal(file: string): string {
+  return ggufModelFiles(file)[0] + GGUF_UNDO_SUFFIX;
+}
+
+/**
+ * Roll back an update of the GGUF model named by `file` that a kill or a power cut interrupted
+ * (its undo journal): the model is then its old version byte for byte. Takes the folder's lock.
+ * A no-op without a journal. Apps that load the model at start should call it first.
+ */
+export async function recoverGgufFile(file: string, options: { hasher?: Hasher } = {}): Promise<RecoveryReport> {
+  const files = ggufModelFiles(await realFile(file));
+  const unlock = await lockModelDir(path.dirname(files[0]));
+  try {
+    return await recoverLocked(files[0], options.hasher ?? (await getHasher()));
+  } finally {
+    await unlock();
+  }
+}
+
+async function recoverLocked(first: string, hasher: Hasher): Promise<RecoveryReport> {
+  const report: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
+  if (await undoJournalPending(first)) {
+    const n = await rollBackGguf(first, hasher);
+    report.actions.push(`rolled back an interrupted GGUF update of ${first} from its undo journal (${n} ranges written back)`);
+    report.rolledBack = true;
+    report.removed.push(first + GGUF_UNDO_SUFFIX);
+  }
+  return report;
+}
+
+/** A symbolic link to the model followed once (the real file is patched, its journal beside it); the path as given when there is no such file (opening it then says so). */
+async function realFile(file: string): Promise<string> {
+  return realpath(file).catch(() => file);
+}
+
+/** The XXH64 (16 hex) of a whole file, a slice at a time. */
+async function fileDigest(hasher: Hasher, fh: FileHandle, size: number, name: string): Promise<string> {
+  const h = hasher.create64();
+  for (let at = 0; at < size; at += HASH_SLICE) h.update(await readFully(fh, Math.min(HASH_SLICE, size - at), at, name));
+  return toHex(bytes8(h.digest()));
+}
+
+/** The bytes a chunk's ranges hold now, one after the other. */
+async function rangesBytes(handles: readonly FileHandle[], chunk: GgufChunk, files: readonly string[]): Promise<Uint8Array> {
+  const out = new Uint8Array(chunk.bytes);
+  let at = 0;
+  for (const r of chunk.runs) {
+    out.set(await readFully(handles[r.part], r.length, r.offset, files[r.part]), at);
+    at += r.length;
+  }
+  return out;
+}
+
+/** The tensors a payload's ranges overlap, by the model's headers. */
+function changedTensorsOf(model: GgufModel, payload: GgufPayload): string[] {
+  const hit = new Set<string>();
+  for (const c of payload.chunks) {
+    for (const r of c.runs) {
+      const h = model.parts[r.part].header;
+      for (const t of h.tensors) {
+        const from = h.dataStart + t.offset;
+        if (r.offset < from + t.bytes && from < r.offset + r.length) hit.add(t.name);
+      }
+    }
+  }
+  return model.tensors.map((t) => t.info.name).filter((n) => hit.has(n));
+}
+
+/** Freshness and base checks take a value payload's header; these fields are the ones they read. */
+const asHeader = (h: GgufPayloadHeader) => h as unknown as PayloadHeader;
+
+/**
+ * Verify `payloadBytes` (a GGUF block payload, bare or in a signed envelope) and apply it in
+ * place to the GGUF model named by `file` (one file, or any part of a split model), crash-safely
+ * (module doc). On any refusal the files hold the bytes they held before this call (or, after
+ * the recovery of an interrupted update, the old version), and a typed error says what to do.
+ */
+export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, options: GgufApplyOptions = {}): Promise<GgufApplyResult> {
+  const hasher = options.hasher ?? (await getHasher());
+  const opened = await openSignedPayload(payloadBytes, options);
+  const payload = decodeGgufPayload(opened.payload, options);
+  const { header } = payload;
+  file = await realFile(file);
+  const files = ggufModelFiles(file);
+  const first = files[0];
+  const state = options.state;
+  const sequences: SequenceStore | undefined = state === null ? undefined : state === undefined ? weightsFileSequenceStore(first) : typeof state === 'string' ? new FileSequenceStore(state) : state;
+  const empty: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
+  const unlock = options.dryRun ? undefined : await lockModelDir(path.dirname(first));
+  let recovery = empty;
+  try {
+    if (!options.dryRun) recovery = await recoverLocked(first, hasher);
+    const recorded = await readModelIdRecord(first);
+    const expected = options.expectedModelId ?? recorded;
+    if (options.expectedModelId !== undefined && recorded !== undefined && options.expectedModelId !== recorded) {
+      throw new ModelMismatchError(`${first} holds model ${JSON.stringify(recorded)} (recorded in ${first + MODEL_ID_SUFFIX} by its first apply), but expectedModelId is ${JSON.stringify(options.expectedModelId)}: expected them to agree; check which model this file is, and pass its id`, { file: first, expected: options.expectedModelId, found: recorded });
+    }
+    if (expected !== undefined && header.modelId !== expected) {
+      throw new ModelMismatchError(`payload is for model ${JSON.stringify(header.modelId)}, ${first} holds ${JSON.stringify(expected)}: nothing was written; fetch the payload published for ${JSON.stringify(expected)}`, { expected, found: header.modelId });
+    }
+    const previous = sequences ? await readRecordedSequence(sequences, header.modelId) : undefined;
+    checkNotStale(asHeader(header), previous);
+    // The headers only, for the parts' lengths and the changed tensors' names.
+    const onDisk = openGgufModel(file);
+    const model: GgufModel = onDisk.model;
+    onDisk.close();
+    const misfit = ggufPayloadMisfit(payload, model.parts.map((p) => p.header.fileSize));
+    if (misfit) throw new BaseMismatchError(`${misfit}: this model is not the payload's base; nothing was written: fetch the full model, or the update made for this one`, { misfit });
+    const result = (status: GgufApplyResult['status'], written: number, ranges: number, sequenceRecorded: boolean): GgufApplyResult => ({
+      status, header, signature: opened.signature, baseFingerprint: header.baseFingerprint, targetFingerprint: header.targetFingerprint, files,
+      writtenBytes: written, writtenRanges: ranges, changedTensors: status === 'applied' ? changedTensorsOf(model, payload) : [], sequenceRecorded, recovery,
+    });
+    const handles: FileHandle[] = [];
+    try {
+      for (const f of files) handles.push(await open(f, 'r'));
+      const digests: string[] = [];
+      for (let i = 0; i < files.length; i++) digests.push(await fileDigest(hasher, handles[i], payload.parts[i].length, files[i]));
+      const now = ggufModelDigest(hasher, digests);
+      if (now === header.targetFingerprint) return result('already-applied', 0, 0, false);
+      checkNotReplayed(asHeader(header), previous, now);
+      checkNotExpired(asHeader(header), (options.now ?? Date.now)());
+      const wrong = digests.findIndex((d, i) => d !== payload.parts[i].base);
+      if (now !== header.baseFingerprint || wrong >= 0) {
+        throw new BaseMismatchError(`payload targets base ${header.baseFingerprint.slice(0, 8)}… (the digest of its stored bytes), this model is ${now.slice(0, 8)}…${wrong >= 0 ? ` (${files[wrong]} differs)` : ''}: nothing was written; fetch the full model, or the update made for base ${now.slice(0, 8)}…`, { expected: header.baseFingerprint, found: now });
+      }
+      const ranges = payload.chunks.reduce((n, c) => n + c.runs.length, 0);
+      const bytes = payload.chunks.reduce((n, c) => n + c.bytes, 0);
+      if (options.dryRun) {
+        for (let i = 0; i < payload.chunks.length; i++) decodeGgufChunk(hasher, payload.chunks[i], await rangesBytes(handles, payload.chunks[i], files), `chunk ${i}`);
+        return result('applied', 0, 0, false);
+      }
+      // Every chunk decoded and checked, and the old bytes journaled, before the model is written.
+      const journal = await UndoJournalWriter.start(first + GGUF_UNDO_SUFFIX, files.map((f, i) => ({ file: f, length: payload.parts[i].length })), hasher);
+      try {
+        for (let i = 0; i < payload.chunks.length; i++) {
+          const chunk = payload.chunks[i];
+          const old = await rangesBytes(handles, chunk, files);
+          decodeGgufChunk(hasher, chunk, old, `chunk ${i}`);
+          let at = 0;
+          for (const r of chunk.runs) {
+            await journal.range(r.part, r.offset, old.subarray(at, at + r.length));
+            at += r.length;
+          }
+        }
+      } catch (e) {
+        await journal.abandon();
+        throw e;
+      }
+      await journal.commit();
+      let failed: number | undefined;
+      try {
+        await overwrite(hasher, files, handles, payload);
+        failed = await firstMismatch(hasher, handles, payload, files);
+      } catch (e) {
+        // An I/O error amid the overwrite: the old bytes go back before the error is reported.
+        await rollBackGguf(first, hasher);
+        throw e;
+      }
+      if (failed !== undefined) {
+        await rollBackGguf(first, hasher);
+        throw new TargetMismatchError(`after the overwrite, chunk ${failed} of ${first} does not read back as the payload's target: the storage did not keep what was written; the model was rolled back to its old version; check the storage, then retry`, { chunk: failed });
+      }
+      // The whole files once more: the payload's ranges may not be all that tells the two versions
+      // apart (an inconsistent payload), and the device must hold the target's bytes exactly.
+      const after: string[] = [];
+      for (let i = 0; i < files.length; i++) after.push(await fileDigest(hasher, handles[i], payload.parts[i].length, files[i]));
+      const reached = ggufModelDigest(hasher, after);
+      const off = after.findIndex((d, i) => d !== payload.parts[i].target);
+      if (reached !== header.targetFingerprint || off >= 0) {
+        await rollBackGguf(first, hasher);
+        throw new TargetMismatchError(`after the overwrite ${first} is ${reached.slice(0, 8)}… (the digest of its stored bytes), the payload's target is ${header.targetFingerprint.slice(0, 8)}…${off >= 0 ? ` (${files[off]} differs)` : ''}: the payload does not carry every change between its base and its target; the model was rolled back to its old version; fetch the payload again or the full model`, { expected: header.targetFingerprint, found: reached, stage: 'target' });
+      }
+      if (options.healthCheck) {
+        let passed: boolean | void;
+        let why = 'it returned false';
+        try {
+          passed = await options.healthCheck({ file: first, files });
+        } catch (e) {
+          passed = false;
+          why = `it threw: ${(e as Error).message}`;
+        }
+        if (passed === false) {
+          await rollBackGguf(first, hasher);
+          throw new HealthCheckError(`the health check of ${first} failed after the update (${why}): the model was rolled back to its old version ${header.baseFingerprint}; nothing was recorded`, { rolledBack: true });
+        }
+      }
+      // The commit point: the journal goes, and with it the way back.
+      await unlink(first + GGUF_UNDO_SUFFIX);
+      await syncDir(path.dirname(first));
+      if (recorded === undefined) await writeModelIdRecord(first, header.modelId);
+      let sequenceRecorded = false;
+      if (sequences && (previous === undefined || header.sequence > previous)) {
+        await sequences.set(header.modelId, header.sequence, { fingerprint: header.targetFingerprint });
+        sequenceRecorded = true;
+      }
+      return result('applied', bytes, ranges, sequenceRecorded);
+    } finally {
+      for (const h of handles) await h.close();
+    }
+  } catch (e) {
+    if (e instanceof NeuralDiffError && recovery.actions.length > 0) (e.details as Record<string, unknown>).recovery = recovery;
+    throw e;
+  } finally {
+    await unlock?.();
+  }
+}
+
+/** Step 6: each chunk decoded again from the file's bytes and written over its ranges; every file fsynced. */
+async function overwrite(hasher: Hasher, files: readonly string[], readers: readonly FileHandle[], payload: GgufPayload): Promise<void> {
+  const writers = new Map<number, FileHandle>();
+  try {
+    for (let i = 0; i < payload.chunks.length; i++) {
+      const chunk = payload.chunks[i];
+      const target = decodeGgufChunk(hasher, chunk, await rangesBytes(readers, chunk, files), `chunk ${i}`);
+      let at = 0;
+      for (const r of chunk.runs) {
+        let w = writers.get(r.part);
+        if (!w) writers.set(r.part, (w = await open(files[r.part], 'r+')));
+        await writeFully(w, target.subarray(at, at + r.length), r.offset);
+        at += r.length;
+      }
+    }
+    for (const w of writers.values()) await w.sync();
+  } finally {
+    for (const w of writers.values()) await w.close();
+  }
+}
+
+/** Step 7: the index of the first chunk whose ranges do not read back as its target bytes, or undefined. */
+async function firstMismatch(hasher: Hasher, handles: readonly FileHandle[], payload: GgufPayload, files: readonly string[]): Promise<number | undefined> {
+  for (let i = 0; i < payload.chunks.length; i++) {
+    const now = toHex(bytes8(hasher.h64(await rangesBytes(handles, payload.chunks[i], files))));
+    if (now !== payload.chunks[i].targetDigest) return i;
+  }
+  return undefined;
+}

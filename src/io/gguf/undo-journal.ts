@@ -1,0 +1,213 @@
+/**
+ * The undo journal of a GGUF model patched in place (Node): beside the model's first file,
+ * `<model>.gguf.ndiff-undo`, the bytes every range of an update held before it, written to
+ * `<journal>.tmp`, fsynced, renamed into place and made durable by a folder fsync before the
+ * first byte of the model is overwritten. While it exists the model may hold a mix of both
+ * versions; {@link rollBackGguf} writes the old bytes back over every range, fsyncs the files,
+ * then deletes the journal: the model is the old version byte for byte, whatever the overwrites
+ * had reached (a write torn by a power cut included). Idempotent: a rollback cut short is done
+ * again by the next one.
+ *
+ * Layout, little-endian: `NDGGUFU1`; u32 part count, per part a u16 name length, the file's base
+ * name (UTF-8) and its u64 length; then per range a u32 part, a u64 offset, a u32 length and the
+ * range's old bytes; then the u32 0xFFFFFFFF and the XXH64 (seed 0) of every byte before it. A
+ * journal whose end or digest is wrong is refused, never half applied (it cannot be: it is
+ * renamed into place only once fsynced).
+ */
+import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { ModelFormatError } from '../../core/errors.ts';
+import type { Hash64Stream, Hasher } from '../../core/hash-types.ts';
+import { errCode, syncDir } from '../durable/durable.ts';
+import { GGUF_MAX_CHUNK_BYTES, GGUF_MAX_PARTS } from './payload.ts';
+
+/** Suffix of the undo journal, beside the model's (first) file. */
+export const GGUF_UNDO_SUFFIX = '.ndiff-undo';
+const MAGIC = new TextEncoder().encode('NDGGUFU1');
+const END = 0xffffffff;
+
+/** One of the model's files, as the journal names it. */
+export interface JournalPart {
+  file: string;
+  length: number;
+}
+
+/** Write all of `bytes` at `position`. */
+export async function writeFully(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let at = 0;
+  while (at < bytes.length) {
+    const { bytesWritten } = await fh.write(bytes, at, bytes.length - at, position + at);
+    at += bytesWritten;
+  }
+}
+
+/** Read exactly `length` bytes at `position`, or throw. */
+export async function readFully(fh: FileHandle, length: number, position: number, what: string): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  let at = 0;
+  while (at < length) {
+    const { bytesRead } = await fh.read(out, at, length - at, position + at);
+    if (bytesRead === 0) throw new ModelFormatError(`${what} ended at ${position + at} bytes while ${length} bytes from ${position} were read: it changed meanwhile or is damaged`, { what });
+    at += bytesRead;
+  }
+  return out;
+}
+
+/** A journal being written: ranges appended one at a time, then {@link UndoJournalWriter.commit}. */
+export class UndoJournalWriter {
+  private at = 0;
+  private readonly hash: Hash64Stream;
+  private constructor(private readonly fh: FileHandle, readonly file: string, hasher: Hasher) {
+    this.hash = hasher.create64();
+  }
+
+  /** Start the journal of `parts` at `<journal>.tmp` (a leftover one is replaced). */
+  static async start(journal: string, parts: readonly JournalPart[], hasher: Hasher): Promise<UndoJournalWriter> {
+    const tmp = `${journal}.tmp`;
+    await unlink(tmp).catch((e) => {
+      if (errCode(e) !== 'ENOENT') throw e;
+    });
+    const w = new UndoJournalWriter(await open(tmp, 'wx'), journal, hasher);
+    const names = parts.map((p) => new TextEncoder().encode(path.basename(p.file)));
+    const head = new Uint8Array(8 + 4 + names.reduce((n, b) => n + 2 + b.length + 8, 0));
+    const dv = new DataView(head.buffer);
+    head.set(MAGIC);
+    dv.setUint32(8, parts.length, true);
+    let at = 12;
+    parts.forEach((p, i) => {
+      dv.setUint16(at, names[i].length, true);
+      head.set(names[i], at + 2);
+      at += 2 + names[i].length;
+      dv.setBigUint64(at, BigInt(p.length), true);
+      at += 8;
+    });
+    await w.append(head);
+    return w;
+  }
+
+  private async append(bytes: Uint8Array): Promise<void> {
+    this.hash.update(bytes);
+    await writeFully(this.fh, bytes, this.at);
+    this.at += bytes.length;
+  }
+
+  /** Add a range's old bytes. */
+  async range(part: number, offset: number, old: Uint8Array): Promise<void> {
+    const head = new Uint8Array(16);
+    const dv = new DataView(head.buffer);
+    dv.setUint32(0, part, true);
+    dv.setBigUint64(4, BigInt(offset), true);
+    dv.setUint32(12, old.length, true);
+    await this.append(head);
+    await this.append(old);
+  }
+
+  /** End it, fsync it, rename it into place and fsync the folder: from here the model may be overwritten. */
+  async commit(): Promise<void> {
+    const end = new Uint8Array(12);
+    const dv = new DataView(end.buffer);
+    dv.setUint32(0, END, true);
+    dv.setBigUint64(4, this.hash.digest(), true);
+    await writeFully(this.fh, end, this.at);
+    await this.fh.sync();
+    await this.fh.close();
+    await rename(`${this.file}.tmp`, this.file);
+    await syncDir(path.dirname(this.file));
+  }
+
+  /** Drop an unfinished journal (nothing of the model was written). */
+  async abandon(): Promise<void> {
+    await this.fh.close().catch(() => {});
+    await unlink(`${this.file}.tmp`).catch(() => {});
+  }
+}
+
+function damaged(journal: string, what: string): ModelFormatError {
+  return new ModelFormatError(`the undo journal ${journal} is damaged (${what}): the GGUF model beside it may hold part of an interrupted update, and it was left as it is; install the model again from a full download, then delete the journal`, { journal });
+}
+
+/**
+ * Whether an update left a journal beside `first` (the model's first file); a leftover
+ * `<journal>.tmp` (an update killed before it wrote anything to the model) is deleted.
+ */
+export async function undoJournalPending(first: string): Promise<boolean> {
+  const journal = first + GGUF_UNDO_SUFFIX;
+  await unlink(`${journal}.tmp`).catch((e) => {
+    if (errCode(e) !== 'ENOENT') throw e;
+  });
+  try {
+    await stat(journal);
+    return true;
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+/**
+ * Roll the model whose first file is `first` back from its undo journal: check the journal whole
+ * (its digest, names and lengths), write every range's old bytes back, fsync the files, delete
+ * the journal and fsync the folder. Memory: one range at a time.
+ * @returns the number of ranges written back
+ * @throws ModelFormatError a damaged journal, or a journal naming other files (nothing written)
+ */
+export async function rollBackGguf(first: string, hasher: Hasher): Promise<number> {
+  const journal = first + GGUF_UNDO_SUFFIX;
+  const fh = await open(journal, 'r');
+  const parts: JournalPart[] = [];
+  const ranges: { part: number; offset: number; length: number; at: number }[] = [];
+  try {
+    const size = (await fh.stat()).size;
+    if (size < 24) throw damaged(journal, `${size} bytes`);
+    // The digest of everything before the end mark, read a slice at a time.
+    const h = hasher.create64();
+    for (let at = 0; at < size - 12; at += GGUF_MAX_CHUNK_BYTES) h.update(await readFully(fh, Math.min(GGUF_MAX_CHUNK_BYTES, size - 12 - at), at, journal));
+    const end = new DataView((await readFully(fh, 12, size - 12, journal)).buffer);
+    if (end.getUint32(0, true) !== END || end.getBigUint64(4, true) !== h.digest()) throw damaged(journal, 'its digest does not match its bytes');
+    const head = await readFully(fh, 12, 0, journal);
+    if (new TextDecoder().decode(head.subarray(0, 8)) !== 'NDGGUFU1') throw damaged(journal, 'not an undo journal');
+    const count = new DataView(head.buffer).getUint32(8, true);
+    if (count < 1 || count > GGUF_MAX_PARTS) throw damaged(journal, `${count} parts`);
+    let at = 12;
+    for (let i = 0; i < count; i++) {
+      const n = new DataView((await readFully(fh, 2, at, journal)).buffer).getUint16(0, true);
+      const name = new TextDecoder().decode(await readFully(fh, n, at + 2, journal));
+      const length = Number(new DataView((await readFully(fh, 8, at + 2 + n, journal)).buffer).getBigUint64(0, true));
+      if (name !== path.basename(name) || name === '' || name === '.' || name === '..') throw damaged(journal, `a part named ${JSON.stringify(name)}`);
+      parts.push({ file: path.join(path.dirname(first), name), length });
+      at += 2 + n + 8;
+    }
+    if (path.basename(parts[0].file) !== path.basename(first)) throw damaged(journal, `it names ${parts[0].file} first, not ${first}`);
+    while (at < size - 12) {
+      if (at + 16 > size - 12) throw damaged(journal, 'a range cut short');
+      const dv = new DataView((await readFully(fh, 16, at, journal)).buffer);
+      const part = dv.getUint32(0, true);
+      const offset = Number(dv.getBigUint64(4, true));
+      const length = dv.getUint32(12, true);
+      if (part >= parts.length || length > GGUF_MAX_CHUNK_BYTES || offset + length > parts[part].length || at + 16 + length > size - 12) throw damaged(journal, `a range [${offset}, ${offset + length}) of part ${part + 1}`);
+      ranges.push({ part, offset, length, at: at + 16 });
+      at += 16 + length;
+    }
+    // Every file must still have the length the journal names before anything is written.
+    for (const p of parts) {
+      const st = await stat(p.file).catch(() => undefined);
+      if (!st || st.size !== p.length) throw damaged(journal, `${p.file} is ${st ? `${st.size} bytes` : 'missing'}, the journal was written for ${p.length}`);
+    }
+    const handles = new Map<number, FileHandle>();
+    try {
+      for (const r of ranges) {
+        let out = handles.get(r.part);
+        if (!out) handles.set(r.part, (out = await open(parts[r.part].file, 'r+')));
+        await writeFully(out, await readFully(fh, r.length, r.at, journal), r.offset);
+      }
+      for (const out of handles.values()) await out.sync();
+    } finally {
+      for (const out of handles.values()) await out.close();
+    }
+  } finally {
+    await fh.close();
+  }
+  await unlink(journal);
+  await syncDir(path.dirname(first));
+  return ranges.length;
+}
