@@ -36,10 +36,11 @@ if [ -n "$node" ]; then
   bin="$(bash "$src/scripts/node-release.sh" "$node")"
   export PATH="$bin:$PATH"
   echo "fresh-clone: Node $(node --version) ($bin)"
-  # The benchmark and example runs (test/helpers/benchmarks.ts) are checked in the suite on the
-  # machine's Node; on another release the suite checks what a Node release can change.
+  # The benchmark and example runs, the pages in Chromium and the builds by other tools (TypeDoc,
+  # clang) are checked in the suite on the machine's Node (test/helpers/benchmarks.ts); on another
+  # release the suite checks what a Node release can change.
   export NDIFF_SKIP_BENCHMARKS=1
-  echo "fresh-clone: NDIFF_SKIP_BENCHMARKS=1 (benchmark and example runs are skipped on this Node)"
+  echo "fresh-clone: NDIFF_SKIP_BENCHMARKS=1 (benchmark and example runs, Chromium pages and TypeDoc and clang builds are checked once, on the machine's Node)"
 fi
 
 made=()

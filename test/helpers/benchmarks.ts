@@ -1,11 +1,27 @@
 /**
- * Tests that run a benchmark's or an example's quick mode (minutes of training each) are skipped
- * when NDIFF_SKIP_BENCHMARKS=1. CI sets it for its suite runs on the other Node releases
- * (`test/fresh-clone/run.sh --node`): those runs check what a Node release can change (its
- * runtime, flags and memory), which the rest of the suite exercises; the benchmark and example
- * scripts run once per CI, in the suite on the machine's Node. That keeps CI's three suite runs
- * within its time on a busy machine.
+ * What CI checks once, in the suite on the machine's Node, and its suite runs on the other Node
+ * releases (`test/fresh-clone/run.sh --node`, which sets NDIFF_SKIP_BENCHMARKS=1) do not check
+ * again. Those runs check what a Node release, a checkout's path or TMPDIR can change (the
+ * runtime, its flags, memory, files and processes), which the rest of the suite exercises. Not
+ * repeated:
+ *
+ * - a benchmark's or an example's quick mode (minutes of training each): {@link benchmarkSkip};
+ * - pages run in headless Chromium, whose runtime is the browser's, the same on every Node
+ *   release (test/helpers/chromium.ts);
+ * - checks of what the repository builds from its sources with other tools: the API reference
+ *   (TypeDoc) and the trainer's kernels (clang), each also built from a copy elsewhere in the
+ *   in-place run: {@link onceSkip}.
+ *
+ * That keeps CI's three suite runs within its time on a busy machine.
  */
-export const benchmarkSkip: string | false = process.env.NDIFF_SKIP_BENCHMARKS === '1'
-  ? 'NDIFF_SKIP_BENCHMARKS=1: benchmark and example runs are checked once per CI, in the suite on the machine\'s Node'
-  : false;
+
+/** True in a suite run that repeats CI's in-place run on another Node release. */
+export const repeatRun = process.env.NDIFF_SKIP_BENCHMARKS === '1';
+
+/** The skip reason of a test CI checks once (see the module doc), or false. */
+export function onceSkip(what: string): string | false {
+  return repeatRun ? `NDIFF_SKIP_BENCHMARKS=1: ${what} checked once per CI, in the suite on the machine's Node` : false;
+}
+
+/** The skip reason of a benchmark's or an example's quick run in a repeated suite run, or false. */
+export const benchmarkSkip: string | false = onceSkip('benchmark and example runs are');

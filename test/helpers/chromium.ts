@@ -1,9 +1,12 @@
 /** Debian's Chromium for tests that render pages: found, or installed with apt-get when root. */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { onceSkip } from './benchmarks.ts';
 
 /** Path of a Chromium binary, installing Debian's package if needed and allowed; or a skip reason. */
 export function findChromium(): { path: string } | { skip: string } {
+  const once = onceSkip('pages in headless Chromium (the browser\'s runtime, not Node\'s) are');
+  if (once) return { skip: once };
   const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].filter(Boolean) as string[];
   const found = candidates.find((p) => existsSync(p));
   if (found) return { path: found };
