@@ -40,7 +40,7 @@ if [ -n "$node" ]; then
   # clang) are checked in the suite on the machine's Node (test/helpers/benchmarks.ts); on another
   # release the suite checks what a Node release can change.
   export NDIFF_SKIP_BENCHMARKS=1
-  echo "fresh-clone: NDIFF_SKIP_BENCHMARKS=1 (benchmark and example runs, Chromium pages and TypeDoc and clang builds are checked once, on the machine's Node)"
+  echo "fresh-clone: NDIFF_SKIP_BENCHMARKS=1 (benchmark and example runs, Chromium pages, TypeDoc, clang and TypeScript builds are checked once, on the machine's Node)"
 fi
 
 made=()

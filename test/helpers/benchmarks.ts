@@ -9,8 +9,8 @@
  * - pages run in headless Chromium, whose runtime is the browser's, the same on every Node
  *   release (test/helpers/chromium.ts);
  * - checks of what the repository builds from its sources with other tools: the API reference
- *   (TypeDoc) and the trainer's kernels (clang), each also built from a copy elsewhere in the
- *   in-place run: {@link onceSkip}.
+ *   (TypeDoc), the trainer's kernels (clang, also from a copy elsewhere in the in-place run), and
+ *   TypeScript's checks of the published types and the README's scripts: {@link onceSkip}.
  *
  * That keeps CI's three suite runs within its time on a busy machine.
  */
