@@ -36,9 +36,10 @@ export async function trainLearnedJob(releaseDir: string, record: ReleaseRecord,
       ? teacherPath(await layOutFiles(releaseDir, spec.teacher.files, path.join(work, 'teacher')), spec.teacher.files, record.modelKind)
       : await writeState(releaseDir, record, job.toVersion, recordVersion(record, job.toVersion).fingerprint, undefined, await dir('target'));
     const data = await layOutFiles(releaseDir, spec.train, path.join(work, 'train'));
-    // Through the package's own trainer entry, so the main entry (which reaches this file) does not
-    // bundle the trainers and tfjs with it: neural-diff/train loads them, or says which peer is missing.
-    const { train } = await importWithTrainerPeers(() => import('neural-diff/train'), 'a learned release job');
+    // The trainer is loaded by its path at run time, a specifier no bundler follows: the main entry
+    // reaches this file, and must carry neither the trainers nor tfjs (a worker loads them here).
+    const trainer = new URL(`../train/front${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url).href;
+    const { train } = await importWithTrainerPeers(() => import(trainer) as Promise<typeof import('../train/front.ts')>, 'a learned release job');
     onProgress(`${job.id}: training ${spec.method} toward ${spec.teacher ? 'the plan\'s teacher' : `version ${job.toVersion}`} within ${job.policy.budget}, ${spec.epochs} epoch(s), seed ${spec.seed}, ${spec.threads} thread(s)`);
     const res = await train({
       base, teacher, train: data, method: spec.method, budget: job.policy.budget, epochs: spec.epochs, seed: spec.seed, tune: spec.tune, threads: spec.threads,
