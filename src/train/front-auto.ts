@@ -97,7 +97,9 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
   // Toward a teacher: the exact payload bounds the grid (and is the last resort). A teacher of
   // another structure gives a structural payload, which --eval does not measure yet: refused.
   if (teacher) {
-    const exact = await diff({ ...diffOptions('all'), eval: undefined, allowWorse: undefined, onProgress: () => {} });
+    // Made without eval inputs: without the options saying how to run them (state, output).
+    const { state: _s, output: _o, outputKind: _k, ...unmeasured } = diffOptions('all');
+    const exact = await diff({ ...unmeasured, eval: undefined, allowWorse: undefined, onProgress: () => {} });
     if (exact.structural) throw new UsageError(`budget auto (--budget auto) measures each payload on eval (--eval), and the teacher ${teacher} differs from the base in structure: its payloads are structural, which eval does not measure yet; give budget (--budget) a size`);
     ceilingBytes = exact.bytes;
   }
