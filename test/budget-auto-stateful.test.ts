@@ -1,7 +1,8 @@
 /**
  * `ndiff train --budget auto` on a stateful .onnx model (`--state`, frames with sequence.npy), as
  * Silero VAD v5 -> v6 runs it (docs/onnx-training.md): the search measures each payload frame by
- * frame with the state carried, writes the bytes `--budget B` alone writes, and the written
+ * frame with the state carried, writes the bytes `--budget B` alone writes (the search's own
+ * training, not run a second time), and the written
  * payload, applied to v1 and run by onnxruntime-web on the eval frames, agrees with v2 as the
  * search reported. The small LSTM of test/helpers/onnx-models.ts stands in for Silero.
  */
@@ -47,6 +48,9 @@ test('ndiff train --budget auto --state on a stateful .onnx model: searched on t
     assert.equal(s.chosenHow, 'trained');
     assert.equal(s.chosen, '150');
     assert.ok(s.tried.every((e: any) => e.bytes === undefined || typeof e.figure === 'number'), 'every payload made was measured on the eval frames');
+    // One training per budget trained in the search, none more: the chosen one's payload is the
+    // search's own run (each ONNX training says its backend once).
+    assert.equal(r.err.match(/^backend /gm)?.length, s.tried.filter((e: any) => e.how === 'trained').length);
     const payload = new Uint8Array(readFileSync(out));
     // The bytes the same command with --budget B alone writes (post hoc: ndiff diff --budget B --eval).
     const again = path.join(dir, 'again.ndiff');
