@@ -8,12 +8,15 @@
  *   sequence.npy  [frames] int32, the stream of each frame
  *
  * The audio is `bench:onnx`'s evaluation audio: `synthetic` (espeak-ng sentences with silence and
- * noise between) or `real` (the English recordings of the Debian packages ktuberling-data and
- * klettres-data; GPL-2+, installed with apt-get as root when missing, never committed).
+ * noise between), `real` (the English recordings of the Debian packages ktuberling-data and
+ * klettres-data; GPL-2+, installed with apt-get as root when missing, never committed) or
+ * `heldback` (both, the audio bench:vad-learned holds back from training and validation; its
+ * training and validation folders: `npm run bench:vad-learned -- --write-frames DIR`).
  *
  *   node --import tsx bench/vad-frames.ts --out /tmp/vad-frames                 # synthetic audio
  *   node --import tsx bench/vad-frames.ts --out /tmp/vad-real --set real
  *   node --import tsx bench/vad-frames.ts --out /tmp/vad-quick --quick          # a few seconds of audio
+ *   node --import tsx bench/vad-frames.ts --out /tmp/vad-heldback --set heldback # both sets, one sequence each
  *   ndiff diff --model-id silero-vad --base silero_vad_v5.onnx --target silero_vad_v6.onnx \
  *     --budget 10% --eval /tmp/vad-frames --state state:stateN --out v5-v6.ndiff
  */
@@ -62,16 +65,19 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     const i = process.argv.indexOf(name);
     return i > 0 ? process.argv[i + 1] : undefined;
   };
+  const SETS = ['synthetic', 'real', 'heldback'];
   const out = arg('--out');
   const set = arg('--set') ?? 'synthetic';
-  if (!out || !['synthetic', 'real'].includes(set)) {
-    console.error('usage: node --import tsx bench/vad-frames.ts --out DIR [--set synthetic|real] [--quick]');
+  if (!out || !SETS.includes(set)) {
+    console.error(`usage: node --import tsx bench/vad-frames.ts --out DIR [--set ${SETS.join('|')}] [--quick]`);
     process.exit(2);
   }
   const quick = process.argv.includes('--quick');
   const log = (l: string) => console.error(l);
-  ensurePackages(set === 'real' ? [{ pkg: 'sox', bin: 'sox' }, { pkg: 'ktuberling-data' }, { pkg: 'klettres-data' }] : [{ pkg: 'espeak-ng', bin: 'espeak-ng' }, { pkg: 'sox', bin: 'sox' }], log);
-  const audio = set === 'real' ? real(quick) : synthetic(quick);
-  const n = await writeFramesFolder(out, [audio.pcm]);
-  console.log(`wrote ${out}: ${n} frames (${(audio.pcm.length / RATE).toFixed(1)} s of ${set} audio, ${audio.clips} clips, one sequence): input.npy, sr.npy, sequence.npy`);
+  ensurePackages([...(set !== 'real' ? [{ pkg: 'espeak-ng', bin: 'espeak-ng' }] : []), { pkg: 'sox', bin: 'sox' }, ...(set !== 'synthetic' ? [{ pkg: 'ktuberling-data' }, { pkg: 'klettres-data' }] : [])], log);
+  const parts = set === 'heldback' ? [synthetic(quick), real(quick)] : [set === 'real' ? real(quick) : synthetic(quick)];
+  const streams = parts.map((p) => p.pcm);
+  const what = `${set} audio, ${parts.reduce((a, p) => a + p.clips, 0)} clips, ${parts.length === 1 ? 'one sequence' : 'synthetic then real, one sequence each'}`;
+  const n = await writeFramesFolder(out, streams);
+  console.log(`wrote ${out}: ${n} frames (${(streams.reduce((a, s) => a + s.length, 0) / RATE).toFixed(1)} s of ${what}): input.npy, sr.npy, sequence.npy`);
 }

@@ -33,6 +33,10 @@
  *   npm run bench:vad-learned -- --methods auto --budgets 2     # ndiff train --method auto's choice (five trainings a row)
  *   npm run bench:vad-learned -- --lr 3e-4,lora=1e-3 --temperature 1 --sequences 40 --recorded 40
  *   npm run bench:vad-learned -- --work /tmp/vad    # keep frames and rows; a second run reuses finished rows
+ *   npm run bench:vad-learned -- --write-frames /tmp/vad-frames
+ *                                                   # only write the bench's audio as frames folders (train/,
+ *                                                   # validation/, heldback/: the evaluation audio) for ndiff
+ *                                                   # train and ndiff diff --eval, e.g. --budget auto (docs/onnx-training.md)
  *   npm run bench:vad-learned -- --methods lowbit --budgets 2,10 --record bench/results/vad-learned.json
  *                                                   # new rows beside the committed ones; payloads re-chosen among all
  *   npm run bench:vad-learned -- --methods lowbit --budgets 2,5 --augment gain,noise,speed --record bench/results/vad-learned.json
@@ -53,7 +57,7 @@ import { seededRandom } from '../src/core/random.ts';
 import { parseSequenceAugment } from '../src/train/augment.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { budgetModels, compare, ensurePackages, espeak, joinRecordings, packageOggs, real, stream, synthetic, vadProbabilities, type BudgetRow } from './onnx.ts';
-import { frames } from './vad-frames.ts';
+import { frames, writeFramesFolder } from './vad-frames.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const VAD_DIR = path.join(root, 'node_modules/@ricky0123/vad-web/dist');
@@ -188,6 +192,19 @@ export function recordedStreams(langs: { ktuberling: string[]; klettres: string[
     out.push(stream(utterances, seed * 1000 + k));
   }
   return out;
+}
+
+/**
+ * The bench's training and validation sequences (espeak-ng and recorded speech, seeded): what
+ * every row trains and validates on, and what `bench/vad-frames.ts --set train|validation` writes
+ * as frames folders for `ndiff train`. Counts as the bench's options (default 40 and 40 training,
+ * 8 and 8 validation sequences; quick 3 and 1, 1 and 1).
+ */
+export function benchStreams(quick: boolean, counts: Pick<VadLearnedOptions, 'trainSequences' | 'recordedSequences' | 'valSequences' | 'valRecordedSequences'> = {}): { train: Float32Array[]; validation: Float32Array[]; recorded: Float32Array[] } {
+  const recorded = recordedStreams(TRAIN_RECORDED, counts.recordedSequences ?? (quick ? 1 : 40), 303);
+  const train = [...trainingStreams(TRAIN_SENTENCES, TRAIN_VOICES, counts.trainSequences ?? (quick ? 3 : 40), 101), ...recorded];
+  const validation = [...trainingStreams(VAL_SENTENCES, VAL_VOICES, counts.valSequences ?? (quick ? 1 : 8), 202), ...recordedStreams(VAL_RECORDED, counts.valRecordedSequences ?? (quick ? 1 : 8), 404)];
+  return { train, validation, recorded };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,9 +422,7 @@ export async function runVadLearnedBench(options: VadLearnedOptions = {}): Promi
   const augment = parseSequenceAugment(options.augment ?? 'none', 'silero_vad_v5.onnx').join(',') || undefined;
 
   log('training and validation audio: espeak-ng sentences and voices, and recordings in languages, that the evaluation audio does not use ...');
-  const recorded = recordedStreams(TRAIN_RECORDED, options.recordedSequences ?? (quick ? 1 : 40), 303);
-  const trainStreams = [...trainingStreams(TRAIN_SENTENCES, TRAIN_VOICES, options.trainSequences ?? (quick ? 3 : 40), 101), ...recorded];
-  const valStreams = [...trainingStreams(VAL_SENTENCES, VAL_VOICES, options.valSequences ?? (quick ? 1 : 8), 202), ...recordedStreams(VAL_RECORDED, options.valRecordedSequences ?? (quick ? 1 : 8), 404)];
+  const { train: trainStreams, validation: valStreams, recorded } = benchStreams(quick, options);
   const train = frames(trainStreams);
   const val = frames(valStreams);
   if (options.record) comparable(options.record, val.sequence.length, quick);
@@ -568,7 +583,19 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     return i > 0 ? process.argv[i + 1] : undefined;
   };
   const row = arg('--row');
-  if (row) {
+  const framesDir = arg('--write-frames');
+  if (framesDir) {
+    // The bench's audio as frames folders for ndiff train and ndiff diff --eval: train/,
+    // validation/ and heldback/ (the evaluation audio, synthetic then real).
+    const quick = process.argv.includes('--quick');
+    ensurePackages([{ pkg: 'espeak-ng', bin: 'espeak-ng' }, { pkg: 'sox', bin: 'sox' }, { pkg: 'ktuberling-data' }, { pkg: 'klettres-data' }], (l) => console.error(l));
+    const { train, validation } = benchStreams(quick);
+    const folders = { train, validation, heldback: [synthetic(quick).pcm, real(quick).pcm] };
+    for (const [name, streams] of Object.entries(folders)) {
+      const n = await writeFramesFolder(path.join(framesDir, name), streams);
+      console.log(`wrote ${path.join(framesDir, name)}: ${n} frames in ${streams.length} sequences`);
+    }
+  } else if (row) {
     try {
       await trainRow(JSON.parse(row) as RowJob);
     } catch (e) {

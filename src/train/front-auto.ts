@@ -7,7 +7,8 @@
  * `--budget B` alone makes, measured against the teacher as `ndiff diff --eval` measures. With
  * labels and no teacher the target is accuracy, held against a full fine-tune's (trained first: it
  * is also what is written when no budget below its size meets the target). Each budget trains from
- * the base: the trainers take no earlier payload to start from (no warm start).
+ * the base: the trainers take no earlier payload to start from (no warm start). A trained choice is
+ * the search's own run, written as is (trained again only to write modelOut or metricsOut too).
  */
 import { UsageError } from '../core/errors.ts';
 import type { PayloadCloseness } from '../diff/closeness.ts';
@@ -17,7 +18,7 @@ import { closenessLines, measurePayload } from '../front/measure/payload-eval.ts
 import { checkOutputPath, isModelFilePath, openModel, resolveModelId } from '../front/models.ts';
 import type { OutputKind } from '../diff/closeness.ts';
 import type { QualityTarget, QualityTargetOptions } from '../front/quality-target.ts';
-import type { TrainProgress } from './front-sources.ts';
+import { writeOut, wroteLine, type TrainProgress } from './front-sources.ts';
 import type { TrainMethod } from './methods.ts';
 
 /** What the search reads of train()'s options (front.ts's TrainOptions; named here so the two files do not import each other). */
@@ -56,7 +57,8 @@ type Made<R> = { kind: 'trained'; result: R } | { kind: 'post hoc'; result: Valu
 
 /**
  * Search the grid, then write what was chosen as the same call with `budget: B` alone writes it
- * (that run is made once more with the files to write: the same seed and data give the same bytes).
+ * (with modelOut or metricsOut, that run is made once more with the files to write: the same seed
+ * and data give the same bytes; else the search's own run's payload is written).
  */
 export async function trainBudgetAuto<O extends AutoTrainOptions, R extends AutoTrainResult>(options: O, auto: { target: QualityTarget; grid: string[] }, run: (o: O) => Promise<R>): Promise<R> {
   // The runs the search makes are plain trainings: no target of their own.
@@ -97,7 +99,9 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
   // Toward a teacher: the exact payload bounds the grid (and is the last resort). A teacher of
   // another structure gives a structural payload, which --eval does not measure yet: refused.
   if (teacher) {
-    const exact = await diff({ ...diffOptions('all'), eval: undefined, allowWorse: undefined, onProgress: () => {} });
+    // Made without eval inputs: without the options saying how to run them (state, output).
+    const { state: _s, output: _o, outputKind: _k, ...unmeasured } = diffOptions('all');
+    const exact = await diff({ ...unmeasured, eval: undefined, allowWorse: undefined, onProgress: () => {} });
     if (exact.structural) throw new UsageError(`budget auto (--budget auto) measures each payload on eval (--eval), and the teacher ${teacher} differs from the base in structure: its payloads are structural, which eval does not measure yet; give budget (--budget) a size`);
     ceilingBytes = exact.bytes;
   }
@@ -123,6 +127,16 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
   progress(choice);
   const searchLines = [...budgetSearch.tried.map((t) => `budget auto: ${budgetTryText(auto.target, t)}`), choice];
   const how = found ? found.how : fallback;
+  if (found && how === 'trained' && options.modelOut === undefined && options.metricsOut === undefined) {
+    // The search's own training at the chosen budget is what --budget B alone writes (same seed
+    // and data): its payload written as is, not trained a second time. (With modelOut or
+    // metricsOut the run below writes those files too.)
+    const r = (found.result as { kind: 'trained'; result: R }).result;
+    await writeOut(options.out, r.payload);
+    const unwritten = wroteLine(undefined, r.bytes);
+    const lines = r.lines.map((l) => (options.out !== undefined && l.startsWith(unwritten) ? wroteLine(options.out, r.bytes) + l.slice(unwritten.length) : l));
+    return { ...r, budgetSearch, lines: [...searchLines, ...lines] };
+  }
   if (how === 'trained' || how === 'full') {
     const r = await run({ ...plain, ...(how === 'full' ? { method: 'full' as const, budget: undefined } : { budget: (found as { budget: string }).budget }) });
     return { ...r, budgetSearch, lines: [...searchLines, ...r.lines] };
