@@ -255,7 +255,9 @@ for (let i = 0; i < doc.spec.completions; i++) {
 }
 `);
   await chmod(join(bin, 'kubectl'), 0o755);
-  const script = renderCommands(text).replaceAll('/release/', `${mount}/`);
+  // The claim's mount point, /release, is here a local folder, whose path may hold spaces (a TMPDIR
+  // with one): quoted for the shell, as the recipe's own /release needs no quotes.
+  const script = renderCommands(text).replaceAll('/release/', `'${mount.replaceAll("'", "'\\''")}'/`);
   assert.match(script, /ndiff release add .*--plan/);
   assert.match(script, /ndiff release publish/);
   for (const [n, modelId] of [[1, 'kws'], [2, ''], [3, '']] as const) {
