@@ -17,7 +17,8 @@
  */
 import { applyByteDelta, readByteDeltaHeader } from '../../core/byte-delta.ts';
 import { PayloadFormatError, PayloadTooLargeError, UnsupportedVersionError } from '../../core/errors.ts';
-import { payloadLimit } from '../../core/format.ts';
+import { payloadLimit, type PayloadHeader } from '../../core/format.ts';
+import { isObject, isUint, own } from '../../core/format-fields.ts';
 import { toHex } from '../../core/hex.ts';
 import type { Hasher } from '../../core/hash-types.ts';
 import { readMsgpack } from '../../core/msgpack-read.ts';
@@ -67,22 +68,14 @@ export interface GgufPartDigests {
   target: string;
 }
 
-/** The header of a GGUF block payload. */
-export interface GgufPayloadHeader {
+/**
+ * The header of a GGUF block payload: a value payload's header ({@link PayloadHeader}) whose
+ * fingerprints are the models' stored-bytes digests ({@link ggufModelDigest}), its method always
+ * `blocks` and its budget always 0 (every changed block exactly), with no metadata.
+ */
+export interface GgufPayloadHeader extends Omit<PayloadHeader, 'version' | 'method' | 'meta'> {
   version: typeof GGUF_PAYLOAD_VERSION;
-  /** Always `blocks`: every changed block exactly. */
   method: 'blocks';
-  modelId: string;
-  /** The base model's stored-bytes digest ({@link ggufModelDigest}). */
-  baseFingerprint: string;
-  /** The target model's stored-bytes digest. */
-  targetFingerprint: string;
-  sequence: number;
-  /** Always 0: the payload carries every change. */
-  budgetBytes: number;
-  createdBy: string;
-  createdAt?: string;
-  expiresAt?: number;
 }
 
 /** A decoded GGUF block payload. */
@@ -96,8 +89,6 @@ function fail(message: string, details: Record<string, unknown> = {}): never {
   throw new PayloadFormatError(`GGUF payload: ${message}; the payload is corrupt, hostile or not a neural-diff payload: nothing was written; fetch it again or fall back to the full model`, details);
 }
 
-const own = (o: Record<string, unknown>, k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
-const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 function bin(o: Record<string, unknown> | unknown[], k: string | number, len?: number): Uint8Array {
   const v = Array.isArray(o) ? o[k as number] : own(o, k as string);
   if (!(v instanceof Uint8Array) || (len !== undefined && v.length !== len)) fail(`"${k}" must be ${len === undefined ? 'binary' : `${len} bytes of binary`}`);
@@ -245,7 +236,7 @@ export function ggufPayloadDocument(p: GgufPayload): Record<string, unknown> {
 export function isGgufPayloadDocument(bytes: Uint8Array): boolean {
   try {
     const doc = readMsgpack(bytes);
-    return typeof doc === 'object' && doc !== null && !(doc instanceof Uint8Array) && !Array.isArray(doc) && own(doc as Record<string, unknown>, 'nd') === GGUF_PAYLOAD_VERSION;
+    return isObject(doc) && own(doc, 'nd') === GGUF_PAYLOAD_VERSION;
   } catch {
     return false;
   }
@@ -267,8 +258,8 @@ export function decodeGgufPayload(bytes: Uint8Array, options: { maxPayloadBytes?
   } catch (e) {
     fail(`malformed msgpack: ${(e as Error).message}`);
   }
-  if (typeof doc !== 'object' || doc === null || doc instanceof Uint8Array || Array.isArray(doc)) fail('expected a msgpack map');
-  const o = doc as Record<string, unknown>;
+  if (!isObject(doc)) fail('expected a msgpack map');
+  const o = doc;
   const version = own(o, 'nd');
   if (version === undefined) fail('missing the format version field "nd"');
   if (version !== GGUF_PAYLOAD_VERSION) throw new UnsupportedVersionError(version, [GGUF_PAYLOAD_VERSION]);
