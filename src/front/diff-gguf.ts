@@ -14,28 +14,17 @@ import { diffGgufModels } from '../io/gguf/diff.ts';
 import { openGgufModel } from '../io/gguf/files.ts';
 import { ggufModelFiles } from '../io/gguf/in-place.ts';
 import { isEveryChange, type DiffSettings } from './diff-options.ts';
+import type { DiffPayload, ValueDiffReport } from './diff.ts';
 
 /** {@link diffGguf}'s result: a value report (method `exact`, codec `gguf-blocks`; `kept` and `changed` count changed bytes), the payload and no warnings. */
-export interface GgufDiffReport {
-  out?: string;
-  bytes: number;
-  modelBytes: number;
-  targetModelBytes: number;
-  smallerThanModel: boolean;
-  payloadToModelRatio: number;
-  budgetBytes: number;
-  kept: number;
-  changed: number;
+export interface GgufDiffReport extends Pick<ValueDiffReport, 'out' | 'bytes' | 'modelBytes' | 'targetModelBytes' | 'smallerThanModel' | 'payloadToModelRatio' | 'budgetBytes' | 'kept' | 'changed' | 'seconds'>, DiffPayload {
   codec: 'gguf-blocks';
-  seconds: number;
   /** The stored-bytes digests of the two models (docs/format/gguf.md §18.4), not the float32 fingerprints of §18.3. */
   baseFingerprint: string;
   targetFingerprint: string;
   method: 'exact';
   formatVersion: 8;
   structural?: undefined;
-  payload: Uint8Array;
-  warnings: string[];
   changedBytes: number;
   changedTensors: string[];
   /** Header (metadata) or padding bytes changed. */
