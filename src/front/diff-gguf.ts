@@ -14,7 +14,7 @@ import { diffGgufModels } from '../io/gguf/diff.ts';
 import { openGgufModel } from '../io/gguf/files.ts';
 import { ggufModelFiles } from '../io/gguf/in-place.ts';
 import { isEveryChange, type DiffSettings } from './diff-options.ts';
-import type { DiffPayload, ValueDiffReport } from './diff.ts';
+import type { DiffPayload, ValueDiffReport } from './diff-types.ts';
 
 /** {@link diffGguf}'s result: a value report (method `exact`, codec `gguf-blocks`; `kept` and `changed` count changed bytes), the payload and no warnings. */
 export interface GgufDiffReport extends Pick<ValueDiffReport, 'out' | 'bytes' | 'modelBytes' | 'targetModelBytes' | 'smallerThanModel' | 'payloadToModelRatio' | 'budgetBytes' | 'kept' | 'changed' | 'seconds'>, DiffPayload {

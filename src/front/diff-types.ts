@@ -2,9 +2,13 @@
  * The types diff's options and result name that come from measuring on inputs, written out here
  * so that the `neural-diff` entry's type declarations never reach the trainers' (which name tfjs,
  * an optional peer dependency a build server may not install). The closeness of a payload is one
- * type shared with the trainers (src/diff/closeness.ts).
+ * type shared with the trainers (src/diff/closeness.ts). The value report and the payload are here
+ * too, so that the GGUF path (diff-gguf.ts) names them without importing diff.ts, which calls it.
  */
+import type { WeightEstimate } from '../diff/advice.ts';
 import type { PayloadCloseness } from '../diff/closeness.ts';
+import type { LowBitAllocation } from '../lowbit-diff/encoder.ts';
+import type { BudgetSearchReport } from './budget-search.ts';
 
 export type { ClosenessMetric, OutputKind } from '../diff/closeness.ts';
 
@@ -33,4 +37,46 @@ export interface CalibrationReport {
   /** The unpatched base's top-1 agreement with the target, when the outputs are a classifier's (the choice is then by agreement). */
   baseAgreement?: number;
   candidates: CalibrationScore[];
+}
+
+/** What `diff` (src/front/diff.ts) returns for a value payload (the two models share their structure). */
+export interface ValueDiffReport {
+  out?: string;
+  bytes: number;
+  /** The base's weights as stored, what `1%` budgets are a share of. */
+  modelBytes: number;
+  targetModelBytes: number;
+  /** The verdict a user acts on: is the payload smaller than shipping the new model's weights? */
+  smallerThanModel: boolean;
+  payloadToModelRatio: number;
+  budgetBytes: number;
+  kept: number;
+  changed: number;
+  codec: string;
+  seconds: number;
+  baseFingerprint: string;
+  targetFingerprint: string;
+  /** `lowbit`, `topk`, or `exact` for `budget: 'all'`. */
+  method: string;
+  /** With lowbit: each tensor's bits and scales. */
+  allocation?: LowBitAllocation[];
+  /** With lowbit: the share of the change's squared size the payload carries. */
+  shareCarried?: number;
+  formatVersion?: number;
+  /** No method given: the one chosen and why. */
+  methodDefault?: { method: string; why: string };
+  calibration?: CalibrationReport;
+  modelOut?: string;
+  modelOutFingerprint?: string;
+  eval?: EvalCloseness;
+  estimate?: WeightEstimate;
+  warning?: string;
+  /** `budget: 'auto'`: every budget tried, its figure and time, and the one chosen. */
+  budgetSearch?: BudgetSearchReport;
+}
+
+/** The payload, and the warnings `ndiff diff` prints on stderr (none refuses the payload). */
+export interface DiffPayload {
+  payload: Uint8Array;
+  warnings: string[];
 }

@@ -18,7 +18,7 @@ import { compareInterfaces, describeDifference } from '../diff/interface.ts';
 import { LowBitCache, lowbitDiff, lowbitVariants, type LowBitAllocation, type LowBitResult } from '../lowbit-diff/encoder.ts';
 import { diffOnnxModels } from '../diff/onnx.ts';
 import { topkDiff, type TopkResult } from '../topk-diff/encoder.ts';
-import type { CalibrationReport, EvalCloseness } from './diff-types.ts';
+import type { CalibrationReport, DiffPayload, EvalCloseness, ValueDiffReport } from './diff-types.ts';
 import { chooseCalibrated, chooseCalibratedOnnx, chooseCalibratedTflite } from './measure/calibrate.ts';
 import { diffSettings, isEveryChange, type DiffOptions, type DiffSettings } from './diff-options.ts';
 import { budgetChoiceText, searchBudget, type BudgetSearchReport } from './budget-search.ts';
@@ -30,51 +30,9 @@ import { loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayTex
 
 export type { DiffOptions } from './diff-options.ts';
 export type { StructuralDiffReport } from './diff-structural.ts';
-export type { CalibrationReport, CalibrationScore, ClosenessMetric, EvalCloseness, OutputKind } from './diff-types.ts';
+export type { CalibrationReport, CalibrationScore, ClosenessMetric, DiffPayload, EvalCloseness, OutputKind, ValueDiffReport } from './diff-types.ts';
 export type { BudgetSearchReport, BudgetTry } from './budget-search.ts';
 export type { QualityTarget, QualityTargetOptions } from './quality-target.ts';
-
-/** What {@link diff} returns for a value payload (the two models share their structure). */
-export interface ValueDiffReport {
-  out?: string;
-  bytes: number;
-  /** The base's weights as stored, what `1%` budgets are a share of. */
-  modelBytes: number;
-  targetModelBytes: number;
-  /** The verdict a user acts on: is the payload smaller than shipping the new model's weights? */
-  smallerThanModel: boolean;
-  payloadToModelRatio: number;
-  budgetBytes: number;
-  kept: number;
-  changed: number;
-  codec: string;
-  seconds: number;
-  baseFingerprint: string;
-  targetFingerprint: string;
-  /** `lowbit`, `topk`, or `exact` for `budget: 'all'`. */
-  method: string;
-  /** With lowbit: each tensor's bits and scales. */
-  allocation?: LowBitAllocation[];
-  /** With lowbit: the share of the change's squared size the payload carries. */
-  shareCarried?: number;
-  formatVersion?: number;
-  /** No method given: the one chosen and why. */
-  methodDefault?: { method: string; why: string };
-  calibration?: CalibrationReport;
-  modelOut?: string;
-  modelOutFingerprint?: string;
-  eval?: EvalCloseness;
-  estimate?: WeightEstimate;
-  warning?: string;
-  /** `budget: 'auto'`: every budget tried, its figure and time, and the one chosen. */
-  budgetSearch?: BudgetSearchReport;
-}
-
-/** The payload, and the warnings `ndiff diff` prints on stderr (none refuses the payload). */
-export interface DiffPayload {
-  payload: Uint8Array;
-  warnings: string[];
-}
 
 /** What {@link diff} returns: a value payload's report or a structural one's (`structural: true`), with the payload and the warnings. */
 export type DiffResult = (ValueDiffReport & { structural?: undefined } & DiffPayload) | (StructuralDiffReport & DiffPayload);
