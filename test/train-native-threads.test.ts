@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { after, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
@@ -330,7 +330,11 @@ describe('hostile arguments with the pool running', { skip }, () => {
   });
 
   it('a pool whose new threads cannot start: a typed refusal, the threads before kept (the old pool was stopped first, leaving one thread)', { skip: existsSync('/usr/bin/prlimit') ? false : 'prlimit (util-linux) is not installed' }, () => {
-    const child = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', 'test/helpers/native-memory-child.ts', 'setThreads', '2', '8'], { encoding: 'utf8' });
+    // A 64 MiB soft stack limit (or the hard limit, when lower): every new thread asks for that
+    // much, so the child can leave V8 most of it.
+    const hard = /Max stack size\s+\S+\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
+    const stack = Math.min(64 << 20, hard === undefined ? Infinity : Number(hard));
+    const child = spawnSync('prlimit', [`--stack=${stack}:`, process.execPath, '--conditions=neural-diff-source', '--import', 'tsx', 'test/helpers/native-memory-child.ts', 'setThreads', '2', '8'], { encoding: 'utf8' });
     assert.equal(child.status, 0, child.stderr);
     const out = JSON.parse(child.stdout) as { threw: string | null; message: string; poolThreads: number };
     assert.equal(out.threw, 'ModelFormatError', child.stdout);

@@ -48,8 +48,12 @@ if (mode === 'maxPoolGrad') {
   process.stdout.write(`${JSON.stringify({ ...out, dxUntouched: dx.every((v) => v === 7), dxRight: dx.every((v) => v === 3) })}\n`);
 } else if (mode === 'setThreads') {
   addon.setThreads(a, 100);
-  // 4 MiB: less than one new thread's stack (8 MiB by default).
-  capAt(4 << 20);
+  // A new thread's stack is the soft stack limit the process started with (glibc's default; the test
+  // starts this child with 64 MiB). Leave a mebibyte less than one stack: no new thread fits, and
+  // V8 and Node keep tens of mebibytes for themselves (4 MiB was too few on a busier runtime: its
+  // own allocations failed before the pool's did).
+  const stack = Number(/Max stack size\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1]);
+  capAt(Number.isFinite(stack) && stack >= 8 << 20 ? stack - (1 << 20) : 4 << 20);
   const out = attempt(() => addon.setThreads(b));
   process.stdout.write(`${JSON.stringify({ ...out, poolThreads: addon.info().poolThreads })}\n`);
 } else {
