@@ -10,6 +10,7 @@ import type { ReleaseJob } from '../../src/release/record.ts';
 import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
 import { closenessLines } from '../../src/front/measure/payload-eval.ts';
 import { DEFAULT_KEYFRAME_BELOW, release, type ReleaseJobExport } from '../../src/front/release.ts';
+import type { QualityTarget } from '../../src/front/quality-target.ts';
 import type { RunJobResult } from '../../src/release/jobs.ts';
 import { inCliWords, table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
@@ -36,6 +37,8 @@ interface AddArgs extends ReleaseDirArgs {
   expires: string;
   plan: boolean;
   keyframeBelow?: number;
+  minAgreement?: number;
+  budgetGrid?: string;
   train?: string;
   teacher?: string;
   epochs?: number;
@@ -61,6 +64,7 @@ const releaseOption = { type: 'string', demandOption: true, describe: 'release f
 const expiresOption = { type: 'string', default: '30d', describe: 'manifest expiry: a duration (30d, 12h) or ISO date' } as const;
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+const autoLine = (a: { target: QualityTarget; grid: readonly string[] }) => `budget auto: each payload the smallest of ${a.grid.join(', ')} whose devices agree with the new version on at least ${pct(a.target.value)} of the --eval inputs (--min-agreement); none: the exact payload (a keyframe)`;
 const thresholdLine = (t: number) => `keyframe threshold: ${pct(t)} top-1 agreement with the new version on the --eval inputs (--keyframe-below): a lossy payload whose devices would agree less is made exact`;
 
 /** `ndiff release add`: one call of the library's `release.add`, its result printed. */
@@ -76,10 +80,12 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
     ...(a.history !== undefined ? { history: a.history } : {}),
     ...(a.budget !== undefined ? { budget: a.budget } : {}),
     ...(a.keyframeBelow !== undefined ? { keyframeBelow: a.keyframeBelow } : {}),
+    ...(a.minAgreement !== undefined ? { minAgreement: a.minAgreement } : {}),
+    ...(a.budgetGrid !== undefined ? { budgetGrid: a.budgetGrid } : {}),
     ...Object.fromEntries((['train', 'teacher', 'epochs', 'seed', 'tune', 'threads'] as const).filter((k) => a[k] !== undefined).map((k) => [k, a[k]])),
     onProgress: (l) => io.progress(l),
     onMeasured: (m) => {
-      if (!saidThreshold) io.out(thresholdLine(m.keyframeBelow));
+      if (!saidThreshold) io.out(m.budgetAuto ? autoLine(m.budgetAuto) : thresholdLine(m.keyframeBelow));
       saidThreshold = true;
       for (const line of closenessLines(m.closeness, `version ${m.job.toVersion}`)) io.out(`${m.job.id}: ${line}`);
     },
@@ -87,7 +93,7 @@ async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   const warnings = res.warnings.map(inCliWords);
   const doc = { ...res, warnings };
   for (const w of warnings) io.err(`warning: ${w}`);
-  if (res.keyframeBelow !== undefined && !saidThreshold) io.out(thresholdLine(res.keyframeBelow));
+  if (res.keyframeBelow !== undefined && !saidThreshold) io.out(res.budgetAuto ? autoLine(res.budgetAuto) : thresholdLine(res.keyframeBelow));
   for (const d of res.drift ?? []) io.out(driftLine(d));
   io.result?.(doc);
   if (res.jobs) {
@@ -107,7 +113,7 @@ function driftLine(d: DriftCheck): string {
     ? `below ${pct(d.threshold)}: a larger payload is shipped (budget ${d.larger.budget}, ${formatBytes(d.larger.bytes)}), with which they agree on ${pct(d.larger.agreement)}`
     : d.keyframe
     ? `below ${pct(d.threshold)}: keyframe, the exact payload is shipped (${d.keyframeBytes !== undefined ? `${formatBytes(d.keyframeBytes)}` : 'no smaller than the package: devices take the package'})`
-    : `at or above ${pct(d.threshold)}: the lossy payload is kept`;
+    : `at or above ${pct(d.threshold)}: the lossy payload${d.budget !== undefined ? ` (budget ${d.budget})` : ''} is kept`;
   return `${d.job}: devices agree with version ${d.toVersion} on ${pct(d.agreement)} of the --eval inputs ${chain}, ${verdict}`;
 }
 
@@ -208,7 +214,9 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('history', { type: 'number', describe: 'payloads from the last K versions (default 3)' })
       // Not as choices: the list of learned methods would take lines of the screen-sized help (add checks it, naming each).
       .option('method', { type: 'string', default: 'exact', describe: `exact, topk within --budget, or ${LEARNED_METHODS.slice(0, 2).join(', ')}... learned (--plan)` })
-      .option('budget', { type: 'string', describe: 'topk, learned: bytes per payload (1%, 40KB, bytes)' })
+      .option('budget', { type: 'string', describe: 'topk, learned: bytes per payload (1%, 40KB, bytes); topk: auto' })
+      .option('min-agreement', { type: 'number', describe: 'budget auto: least top-1 agreement with --model on --eval' })
+      .option('budget-grid', { type: 'string', describe: 'budget auto: budgets tried (default 0.5%,1%,2%,5%,10%,20%)' })
       .option('expires', expiresOption)
       .option('plan', { type: 'boolean', default: false, describe: 'print the payload jobs, run nothing' })
       .option('eval', { type: 'string', describe: 'topk, learned: inputs that check each payload before signing' })
@@ -219,7 +227,7 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('tune', { choices: ['quick', 'thorough', 'off'] as const, describe: 'learned: --lr search (default quick)' })
       .option('threads', { type: 'number', describe: 'learned: training threads per job (default 1: same bytes anywhere)' })
       // The screen-sized help (40 lines): docs/cli/release.md documents --threads.
-      .hide('version').hide('threads')
+      .hide('version').hide('threads').hide('budget-grid')
       .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
       .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
       .option('output-kind', { choices: ['probability', 'logit', 'probabilities', 'logits', 'values'] as const, describe: '.onnx: how the output reads (default: from its shape and last op)' })

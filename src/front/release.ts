@@ -22,7 +22,8 @@ import { newestVersion, readRecord, type ReleaseJob } from '../release/record.ts
 import type { PayloadCloseness } from '../train/target-closeness.ts';
 import type { EvalCloseness, OutputKind } from './diff-types.ts';
 import { measurePayload, movesAwayText } from './measure/payload-eval.ts';
-import { isSafetensorsPath } from './models.ts';
+import { isSafetensorsPath, openModel } from './models.ts';
+import { orderedGrid, qualityTargetOf, type QualityTarget, type QualityTargetOptions } from './quality-target.ts';
 import { interfaceWarning, modelPortsAt } from './ports.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 import { budgetOf, expiryOf, jobLines, lossyText, readExisting, privateKeyOf, type ReleaseJobLine } from './release-common.ts';
@@ -41,7 +42,7 @@ const KEYFRAME_LARGER = [2, 4];
 
 
 /** What {@link release}.add takes (`ndiff release add`). */
-export interface ReleaseAddOptions {
+export interface ReleaseAddOptions extends Pick<QualityTargetOptions, 'minAgreement' | 'budgetGrid'> {
   /** The release folder (created by the first add; serve it from any static host). */
   release: string;
   /** The new version: a TF.js folder, an `.onnx`, `.tflite` or `.safetensors` file. */
@@ -58,7 +59,11 @@ export interface ReleaseAddOptions {
    * `teacher`) within `budget`, trained by each job (with `plan`, `train` and `eval`).
    */
   method?: 'exact' | 'topk' | LearnedMethod;
-  /** With `topk`: the bytes of each payload (`1%`, `40KB`, a number of bytes). */
+  /**
+   * With `topk`: the bytes of each payload (`1%`, `40KB`, a number of bytes), or `auto`: the
+   * smallest budget of `budgetGrid` whose devices agree with the version on at least
+   * `minAgreement` of the `eval` inputs, each payload sized so (none: the exact payload).
+   */
   budget?: string | number;
   /** The manifest's expiry: a Date, an ISO date or a duration from now (`30d`, `12h`; default 30d). */
   expires?: string | Date;
@@ -88,7 +93,7 @@ export interface ReleaseAddOptions {
   output?: string;
   /** With `eval` on .onnx files: how the output reads. */
   outputKind?: OutputKind;
-  /** With `eval`: the least top-1 agreement (0-1) with the version before a chain gets a larger or exact payload (default 0.98). */
+  /** With `eval`: the least top-1 agreement (0-1) with the version before a chain gets a larger or exact payload (default 0.98; with budget `auto`, `minAgreement` is the threshold). */
   keyframeBelow?: number;
   /** Progress lines, as `ndiff release add` prints them on stderr. */
   onProgress?: Progress;
@@ -102,6 +107,8 @@ export interface ReleaseMeasurement {
   closeness: EvalCloseness;
   /** The keyframe threshold the add measures against. */
   keyframeBelow: number;
+  /** With budget `auto`: the quality target and the budgets tried in order. */
+  budgetAuto?: { target: QualityTarget; grid: string[] };
 }
 
 /** What {@link release}.add returns: the fields `ndiff release add --json` prints, and the warnings. */
@@ -122,6 +129,8 @@ export interface ReleaseAddResult {
   /** With `eval`: the keyframe threshold, and each lossy payload's drift. */
   keyframeBelow?: number;
   drift?: DriftCheck[];
+  /** With budget `auto`: the quality target and the budgets tried in order (smallest first). */
+  budgetAuto?: { target: QualityTarget; grid: string[] };
   /** The version's inputs or outputs differ from the newest one's. */
   interfaceChanged?: true;
   warning?: string;
@@ -139,6 +148,8 @@ function checkAdd(o: ReleaseAddOptions): void {
   const given = budgetOf(o.budget) !== undefined;
   const learned = (LEARNED_METHODS as readonly string[]).includes(method);
   if (method !== 'exact' && method !== 'topk' && !learned) throw new UsageError(`method (--method) ${JSON.stringify(method)}: expected exact, topk or a learned method (${LEARNED_METHODS.join(', ')})`, { expected: ['exact', 'topk', ...LEARNED_METHODS], found: method });
+  const auto = qualityTargetOf({ ...o, ...(o.budget !== undefined ? { budget: o.budget } : {}) });
+  if (auto) checkAutoAdd(o, method, auto.target);
   if (learned) return checkLearnedAdd(o, given);
   const learnedOnly = (['train', 'teacher', 'epochs', 'seed', 'tune', 'threads'] as const).filter((k) => o[k] !== undefined);
   if (learnedOnly.length) throw new UsageError(`${learnedOnly.join(', ')} (--${learnedOnly[0]}) plan learned payloads: set method (--method) to a learned one (sparse, lowbit, auto...), or leave them out`, { found: learnedOnly });
@@ -152,6 +163,14 @@ function checkAdd(o: ReleaseAddOptions): void {
   if (o.keyframeBelow !== undefined && o.eval === undefined) throw new UsageError('keyframeBelow (--keyframe-below) is the least agreement with the version a lossy chain may drift to, measured on the eval inputs: add eval (--eval INPUTS), or leave keyframeBelow (--keyframe-below) out');
   const threshold = o.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
   if (!(threshold >= 0 && threshold <= 1)) throw new UsageError(`keyframeBelow (--keyframe-below) ${o.keyframeBelow}: expected an agreement from 0 to 1 (0.98 for 98%)`, { expected: '0 to 1', found: o.keyframeBelow });
+}
+
+/** The checks of budget `auto` in a release: top-k payloads, measured at add time by their agreement. */
+function checkAutoAdd(o: ReleaseAddOptions & { maxMeanAbsDiff?: number; maxAccuracyDrop?: number }, method: string, target: QualityTarget): void {
+  if (method !== 'topk') throw new UsageError(`budget auto (--budget auto) in a release sizes top-k payloads (--method topk) by the agreement their devices keep; method ${method} (--method ${method}) ${method === 'exact' ? 'carries every change, whatever the budget' : 'plans its payloads for a job queue: plan a budget (--budget 5%), and size it with ndiff train --budget auto on one edge first'}`, { expected: 'topk', found: method });
+  if (target.option !== 'minAgreement') throw new UsageError(`budget auto (--budget auto) in a release measures each payload by the top-1 agreement its devices keep with the version (the keyframe rule's measure): give minAgreement (--min-agreement 0.99); ${target.option === 'maxMeanAbsDiff' ? 'maxMeanAbsDiff (--max-mean-abs-diff)' : 'maxAccuracyDrop (--max-accuracy-drop)'} is taken by ndiff diff and ndiff train`, { expected: 'minAgreement', found: target.option });
+  if (o.plan) throw new UsageError('budget auto (--budget auto) measures each payload on the eval inputs (--eval) when add makes it, and with plan (--plan) add makes none: add without plan (--plan), or plan a budget (--budget 5%)');
+  if (o.keyframeBelow !== undefined) throw new UsageError('with budget auto (--budget auto), minAgreement (--min-agreement) is the keyframe threshold too: leave keyframeBelow (--keyframe-below) out');
 }
 
 /** The option checks of `add` with a learned method: planned only, with a budget, training data and eval inputs. */
@@ -175,8 +194,10 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
   checkAdd(o);
   const progress = o.onProgress ?? NO_PROGRESS;
   const method = o.method ?? 'exact';
-  const budget = budgetOf(o.budget);
-  const threshold = o.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
+  const auto = qualityTargetOf({ ...o, ...(o.budget !== undefined ? { budget: o.budget } : {}) });
+  const grid = auto ? await gridOfModel(o.model, auto.grid) : undefined;
+  const budget = grid ? grid[0] : budgetOf(o.budget);
+  const threshold = auto ? auto.target.value : o.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
   const expiresAt = o.plan ? undefined : expiryOf(o.expires);
   if (o.eval !== undefined) await stat(o.eval).catch(() => { throw new UsageError(`eval (--eval) ${o.eval} does not exist: expected the inputs (x.npy, or a folder holding it; for .onnx files one .npy per model input)`, { eval: o.eval }); });
   const warnings: string[] = [];
@@ -197,10 +218,14 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
     return m;
   };
   const res = await addVersion(o.release, o.model, {
-    ...(dir ? { keyframes: { threshold, larger: KEYFRAME_LARGER, agreement: async (l) => { const m = await measure(l); return Number.isNaN(m.patched.agreement) ? undefined : m.patched.agreement; } } } : {}),
+    ...(dir ? { keyframes: { threshold, ...(grid ? { budgets: grid.slice(1) } : { larger: KEYFRAME_LARGER }), agreement: async (l) => {
+      const m = await measure(l);
+      if (Number.isNaN(m.patched.agreement) && grid) throw new UsageError(`budget auto (--budget auto) with minAgreement (--min-agreement) compares the classes the model predicts, and ${l.job.id}'s model has no classes to agree on (a value output): size its payloads with ndiff diff --budget auto --max-mean-abs-diff X, then release with that budget`, { job: l.job.id });
+      return Number.isNaN(m.patched.agreement) ? undefined : m.patched.agreement;
+    } } } : {}),
     beforePublish: async (lossy) => {
       for (const l of lossy) warnings.push(`${lossyText(l.job, l.result)}${o.eval ? '' : '. Measure it on inputs before devices get it: add with eval (--eval INPUTS) (a payload that takes the model further from the version than not updating is then refused; a chain that drifts below keyframeBelow (--keyframe-below) gets an exact payload)'}`);
-      if (o.eval !== undefined) await measureLossy(o.release, lossy, measure, (job, closeness) => o.onMeasured?.({ job, closeness, keyframeBelow: threshold }), progress);
+      if (o.eval !== undefined) await measureLossy(o.release, lossy, measure, (job, closeness) => o.onMeasured?.({ job, closeness, keyframeBelow: threshold, ...(auto && grid ? { budgetAuto: { target: auto.target, grid } } : {}) }), progress);
     },
     ...(o.modelId !== undefined ? { modelId: o.modelId } : {}),
     ...(o.history !== undefined ? { history: o.history } : {}),
@@ -216,9 +241,20 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
     modelId: res.modelId, version: res.version, fingerprint: res.fingerprint, packageBytes: res.packageBytes,
     ...(pub ? { release: pub.release, added: pub.added, skipped: pub.skipped } : {}),
     ...(res.drift ? { keyframeBelow: threshold, drift: res.drift } : {}),
+    ...(auto && grid ? { budgetAuto: { target: auto.target, grid } } : {}),
     ...changed,
     warnings,
   };
+}
+
+/** Budget auto's grid in ascending order of bytes against the new version's weights as stored (percentages and byte counts mixed). */
+async function gridOfModel(model: string, grid: readonly string[]): Promise<string[]> {
+  const opened = await openModel(model, { lazy: true });
+  try {
+    return orderedGrid(grid, opened.weightBytes).map((e) => e.budget);
+  } finally {
+    await opened.close();
+  }
 }
 
 /** `add --plan` with a learned method: the version and its learned jobs recorded, their inputs stored as blobs. */

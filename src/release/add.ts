@@ -67,6 +67,11 @@ export interface KeyframePolicy {
    * shipped. A multiple that reaches 100% of the model is skipped.
    */
   larger?: number[];
+  /**
+   * Instead of `larger`: the budgets to try, in order (`budget: 'auto'` of a release: the rest of
+   * its grid, ascending), the first whose devices agree at or above the threshold shipped.
+   */
+  budgets?: readonly string[];
 }
 
 /** A lossy payload's drift as {@link KeyframePolicy} measured it. */
@@ -76,6 +81,8 @@ export interface DriftCheck {
   toVersion: number;
   /** Lossy payloads a device on this chain has taken with this one (1: the payload starts from a version). */
   chain: number;
+  /** The budget of the payload measured first (the job's own, for a top-k job). */
+  budget?: string;
   /** Agreement with the version after the chain (undefined: not measurable). */
   agreement?: number;
   threshold: number;
@@ -262,10 +269,10 @@ async function keyframeChains(releaseDir: string, record: ReleaseRecord, jobs: R
     const bytes = await readRegularFile(jobFiles(releaseDir, job.id).payload);
     if (!bytes) throw new UsageError(`the payload of job ${job.id} went missing from ${releaseDir}/jobs/ while the add ran: is another program writing the release folder?`);
     const agreement = await policy.agreement({ job, result, bytes, record });
-    const check: DriftCheck = { job: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, chain: (job.via ? lossyChain(record, job.via).length : 0) + 1, threshold: policy.threshold, keyframe: false, ...(agreement !== undefined ? { agreement } : {}) };
+    const check: DriftCheck = { job: job.id, fromVersion: job.fromVersion, toVersion: job.toVersion, chain: (job.via ? lossyChain(record, job.via).length : 0) + 1, threshold: policy.threshold, keyframe: false, ...(job.policy.budget !== undefined ? { budget: job.policy.budget } : {}), ...(agreement !== undefined ? { agreement } : {}) };
     if (agreement !== undefined && agreement < policy.threshold) {
       changed = true;
-      for (const budget of largerBudgets(job.policy, policy.larger ?? [])) {
+      for (const budget of policy.budgets ?? largerBudgets(job.policy, policy.larger ?? [])) {
         job.policy = { ...job.policy, budget };
         results[i] = await runJob(releaseDir, record, job, progress);
         const larger = results[i].payload;
