@@ -18,7 +18,8 @@
 // What the commands do.
 export { diff, type DiffOptions, type DiffResult, type DiffPayload, type ValueDiffReport, type StructuralDiffReport, type CalibrationReport, type CalibrationScore, type ClosenessMetric, type EvalCloseness, type OutputKind, type BudgetSearchReport, type BudgetTry, type QualityTarget, type QualityTargetOptions } from './front/diff.ts';
 export { apply, DEFAULT_MAX_PAYLOAD_BYTES, type ApplyOptions, type ApplyReport, type PendingOutcome } from './front/apply.ts';
-export { inspect, type InspectReport, type PayloadSummary, type PatchSummary } from './front/inspect.ts';
+export { inspect, type InspectReport, type PayloadSummary, type PatchSummary, type GgufPayloadSummary } from './front/inspect.ts';
+export type { GgufPayloadHeader, GgufPartDigests } from './io/gguf/payload.ts';
 export { verify, type VerifyOptions, type VerifyReport } from './front/verify.ts';
 export { update, checkUpdate, type UpdateOptions, type UpdateReport } from './front/update.ts';
 export { release, type ReleaseAddOptions, type ReleaseAddResult, type ReleaseMeasurement, type ReleaseJobLine, type ReleaseDirOptions, type ReleaseJobOptions, type ReleaseJobResult, type ReleaseJobExport, type ReleasePublishOptions, type ReleasePublishResult, type ReleaseCancelOptions, type ReleaseCancelResult, type ReleaseRunOptions, type ReleaseRunResult, type ReleaseStatus, type ReleaseWorkerOptions, type ReleaseWorker } from './front/release.ts';

@@ -296,11 +296,6 @@ describe('GGUF payloads through the library calls and the CLI', () => {
     const lossy = await runNdiff('diff', '--base', a, '--target', b, '--budget', '10%', '--model-id', 'tiny', '--out', p);
     assert.notEqual(lossy.code, 0);
     assert.match(lossy.err, /exactly only for now/);
-    for (const command of ['inspect', 'verify']) {
-      const shown = await runNdiff(command, p);
-      assert.equal(shown.code, 2, `${command}: ${shown.err}`);
-      assert.match(shown.err, /a GGUF block payload \(format v8\), which \w+ does not \w+ yet: check it against its model with ndiff apply --dry-run/);
-    }
     const r = await runNdiff('apply', '--model', c, '--patch', p);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /patched .* in place/);

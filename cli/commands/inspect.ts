@@ -35,6 +35,16 @@ export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
     printPatches(r.values.patches, io);
     return 0;
   }
+  if (r.gguf) {
+    const h = r.header;
+    const size = r.parts.reduce((n, part) => n + part.length, 0);
+    io.out(`${a.payload}: neural-diff GGUF block payload v${h.version}, ${formatBytes(r.bytes)} (${r.bytes} bytes${withSignature(r.fileBytes)})`);
+    if (r.signedBy !== undefined) io.out(`  signed by  key id ${r.signedBy} (not checked here: ndiff verify --public-key KEY checks it)`);
+    headerLines(h as unknown as PayloadHeader, io, () => {}, h.budgetBytes ? `${h.budgetBytes} bytes` : 'none (every changed block exactly)');
+    io.out(`  model file ${r.parts.length === 1 ? '1 file' : `${r.parts.length} parts`}, ${formatBytes(size)} (${size} bytes)`);
+    io.out(`  changes    ${r.changedBytes} bytes in ${r.runs} ranges (${((100 * r.changedBytes) / Math.max(1, size)).toFixed(2)}% of the model), ${r.chunks} chunks: ${r.byteDeltaChunks} byte delta, ${r.xorChunks} XOR range-coded`);
+    return 0;
+  }
   const h = r.header;
   const written = r.patches.reduce((n, p) => n + (p.kind === 'sparse' ? (p.count as number) : p.size), 0);
   io.out(`${a.payload}: neural-diff payload v${h.version}, ${formatBytes(r.bytes)} (${r.bytes} bytes${withSignature(r.fileBytes)})`);

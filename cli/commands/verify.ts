@@ -34,12 +34,15 @@ export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
     ...(a.state !== undefined ? { state: a.state } : {}),
   });
   io.out(describeSignature(r.signature));
-  io.out(r.structural
+  io.out(r.gguf
+    ? `${a.payload}: well-formed v${r.version} GGUF block payload for model ${terminalSafe(JSON.stringify(r.modelId))}, sequence ${r.sequence}: ${r.chunks} chunks over ${r.parts === 1 ? '1 file' : `${r.parts} part files`}; ${r.bytes} bytes`
+    : r.structural
     ? `${a.payload}: well-formed v7 structural payload (${r.fileKind}${r.files ? `, ${r.files.length} files` : ''}) for model ${terminalSafe(JSON.stringify(r.modelId))}, sequence ${r.sequence}: a byte delta rebuilds a ${r.rebuildBaseLength}-byte base into ${r.rebuildOutputLength} bytes, then ${r.patches} patches (v${r.valueVersion}); ${r.bytes} bytes`
     : `${a.payload}: well-formed v${r.version} payload for model ${terminalSafe(JSON.stringify(r.modelId))}, sequence ${r.sequence}, ${r.patches} patches, ${r.bytes} bytes`);
   if (r.model) {
     io.out(r.model.status === 'already-applied'
       ? `${a.model} is already at the target ${r.targetFingerprint}`
+      : r.gguf ? `applies cleanly to ${a.model} in place (every chunk decoded against its bytes, nothing written): ${r.baseFingerprint} -> ${r.targetFingerprint}`
       : r.structural ? `rebuilds ${a.model} cleanly (in memory, nothing written): ${r.baseFingerprint} -> ${r.targetFingerprint}` : `applies cleanly to ${a.model}: ${r.baseFingerprint} -> ${r.targetFingerprint}`);
     if (r.model.unfinishedUpdate) io.out(UNFINISHED_NOTE(r.model.path));
   }

@@ -7,7 +7,7 @@
  */
 import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import { decodeStructuralPayload, isStructuralPayload, type StructuralPayload } from '../apply/rebuild.ts';
-import { isGgufPayloadDocument } from '../io/gguf/payload.ts';
+import { CHUNK_XOR_RANGE_CODED, decodeGgufPayload, isGgufPayloadDocument, type GgufPartDigests, type GgufPayloadHeader } from '../io/gguf/payload.ts';
 import { UsageError } from '../core/errors.ts';
 import { readByteDeltaHeader } from '../core/byte-delta.ts';
 import { openPayload, shapeSize, type PayloadHeader, type TensorPatch } from '../core/format.ts';
@@ -47,8 +47,26 @@ export interface PayloadSummary {
   patches: PatchSummary[];
 }
 
+/** A GGUF block payload (format v8) as {@link inspect} shows it: its header, its parts, and its chunks counted (none decoded). */
+export interface GgufPayloadSummary {
+  bytes: number;
+  gguf: true;
+  header: GgufPayloadHeader;
+  /** Each part file's length and the digests of its bytes before and after. */
+  parts: GgufPartDigests[];
+  chunks: number;
+  /** Changed byte ranges over every chunk. */
+  runs: number;
+  /** Bytes of the model the payload rewrites (its ranges together). */
+  changedBytes: number;
+  /** Chunks coded as a byte delta, and as range-coded XOR. */
+  byteDeltaChunks: number;
+  xorChunks: number;
+}
+
 /** What {@link inspect} returns: the fields `ndiff inspect --json` prints. */
-export type InspectReport = ({ structural?: undefined } & PayloadSummary | {
+export type InspectReport = ({ structural?: undefined; gguf?: undefined } & PayloadSummary | GgufPayloadSummary & { structural?: undefined } | {
+  gguf?: undefined;
   bytes: number;
   structural: true;
   /** The structural header, with the byte delta's lengths and the value payload's size. */
@@ -102,7 +120,16 @@ export async function inspect(payload: string | Uint8Array): Promise<InspectRepo
   const bytes = envelope ? envelope.payload : file;
   const where = typeof payload === 'string' ? { file: payload } : {};
   const signed = envelope ? { signedBy: envelope.keyId, signatureChecked: false as const, fileBytes: file.length } : {};
-  if (isGgufPayloadDocument(bytes)) throw new UsageError(`${where.file ?? 'the payload'} is a GGUF block payload (format v8), which inspect does not show yet: check it against its model with ndiff apply --dry-run --model MODEL.gguf --patch PAYLOAD (apply({ model, payload, dryRun: true })), which decodes every chunk and writes nothing`, { version: 8 });
+  if (isGgufPayloadDocument(bytes)) {
+    // Decoded as the device decodes it (every field checked); the chunks' deltas are counted, not applied.
+    const p = decodeGgufPayload(bytes);
+    const xorChunks = p.chunks.filter((c) => c.coding === CHUNK_XOR_RANGE_CODED).length;
+    return {
+      ...where, bytes: bytes.length, gguf: true, header: p.header, parts: p.parts, chunks: p.chunks.length,
+      runs: p.chunks.reduce((n, c) => n + c.runs.length, 0), changedBytes: p.chunks.reduce((n, c) => n + c.bytes, 0),
+      byteDeltaChunks: p.chunks.length - xorChunks, xorChunks, ...signed,
+    };
+  }
   if (isStructuralPayload(bytes)) {
     const p = await decodeStructuralPayload(bytes);
     const lengths = rebuildLengths(p);

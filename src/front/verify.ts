@@ -7,9 +7,10 @@ import { applyVerifiedPayload, verifyPayload } from '../apply/index.ts';
 import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import type { TrustedKey } from '../apply/ed25519.ts';
 import { decodeStructuralPayload, isStructuralPayload } from '../apply/rebuild.ts';
-import { isGgufPayloadDocument } from '../io/gguf/payload.ts';
+import { applyToGgufFile } from '../io/gguf/in-place.ts';
+import { decodeGgufPayload, isGgufPayloadDocument } from '../io/gguf/payload.ts';
 import { openSignedPayload, type SignatureCheck, type SignaturePolicy } from '../apply/signature.ts';
-import { ModelMismatchError, UsageError } from '../core/errors.ts';
+import { ModelMismatchError } from '../core/errors.ts';
 import { MemoryWeightStore, type WeightStore } from '../core/weight-store.ts';
 import { readModelIdRecord } from '../io/durable/model-id-file.ts';
 import { FileSequenceStore } from '../io/durable/sequence-file.ts';
@@ -21,7 +22,7 @@ import { openTfjsModel } from '../io/tfjs/index.ts';
 import { hasUnfinishedUpdate } from '../io/updater/node-updater.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
 import { rebuildLengths } from './inspect.ts';
-import { isModelFilePath, isSafetensorsPath, isTflitePath, openModel, payloadArgument } from './models.ts';
+import { isGgufPath, isModelFilePath, isSafetensorsPath, isTflitePath, openModel, payloadArgument } from './models.ts';
 
 /** What {@link verify} takes. */
 export interface VerifyOptions {
@@ -39,6 +40,11 @@ export interface VerifyOptions {
 
 /** What {@link verify} returns: the fields `ndiff verify --json` prints. */
 export interface VerifyReport {
+  /** A GGUF block payload (format v8): the model it patches in place, by its stored bytes' digests. */
+  gguf?: true;
+  /** GGUF: the part files' count and the chunks the payload holds. */
+  parts?: number;
+  chunks?: number;
   /** The file read, when a path was given. */
   payload?: string;
   bytes: number;
@@ -78,9 +84,7 @@ export async function verify(o: VerifyOptions): Promise<VerifyReport> {
   const trustedKeys = await Promise.all((o.publicKeys ?? []).map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));
   const policy: SignaturePolicy = { trustedKeys, ...(o.requireSignature !== undefined ? { requireSignature: o.requireSignature } : {}) };
   const where = typeof o.payload === 'string' ? { payload: o.payload } : {};
-  if (isGgufPayloadDocument(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
-    throw new UsageError(`${where.payload ?? 'the payload'} is a GGUF block payload (format v8), which verify does not check yet: check it against its model with ndiff apply --dry-run --model MODEL.gguf --patch PAYLOAD (apply({ model, payload, dryRun: true })), which checks the signature, decodes every chunk and writes nothing`, { version: 8 });
-  }
+  if (isGgufPayloadDocument(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) return verifyGguf(o, bytes, policy, where);
   // A structural payload (format v7) is checked as neural-diff/rebuild checks it.
   if (isStructuralPayload(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
     const opened = await openSignedPayload(bytes, policy);
@@ -133,6 +137,28 @@ export async function verify(o: VerifyOptions): Promise<VerifyReport> {
     const res = await applyVerifiedPayload(copy, verified, { ...policy, ...(modelId !== undefined ? { expectedModelId: modelId } : {}), ...(state ? { sequenceStore: { get: (id: string) => state.get(id), set: () => {} } } : {}) })
       .finally(close);
     doc.model = { path: o.model, status: res.status === 'already-applied' ? 'already-applied' : 'applies', ...((await hasUnfinishedUpdate(o.model)) ? { unfinishedUpdate: true as const } : {}) };
+  }
+  return doc;
+}
+
+/**
+ * {@link verify} of a GGUF block payload (format v8): the signature and every field checked as the
+ * device's decoder checks them; with `model` (a `.gguf` file, a split model by any part), the
+ * apply's dry run, which checks the base's digests and decodes every chunk against the file's
+ * bytes, writing nothing.
+ */
+async function verifyGguf(o: VerifyOptions, bytes: Uint8Array, policy: SignaturePolicy, where: { payload?: string }): Promise<VerifyReport> {
+  const opened = await openSignedPayload(bytes, policy);
+  const p = decodeGgufPayload(opened.payload);
+  const h = p.header;
+  const doc: VerifyReport = {
+    ...where, bytes: bytes.length, signature: opened.signature, version: h.version, gguf: true, modelId: h.modelId, sequence: h.sequence,
+    patches: p.chunks.length, parts: p.parts.length, chunks: p.chunks.length, baseFingerprint: h.baseFingerprint, targetFingerprint: h.targetFingerprint,
+  };
+  if (o.model) {
+    if (!isGgufPath(o.model)) throw new ModelMismatchError(`${where.payload ?? 'the payload'} is a GGUF payload (format v8), which patches a .gguf model, and model (--model) ${o.model} is not a .gguf file: check it against the .gguf model it was made for`, { model: o.model });
+    const r = await applyToGgufFile(o.model, bytes, { ...policy, dryRun: true, state: o.state ?? null });
+    doc.model = { path: o.model, status: r.status === 'already-applied' ? 'already-applied' : 'applies' };
   }
   return doc;
 }

@@ -206,7 +206,7 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
       checkNotExpired(asHeader(header), (options.now ?? Date.now)());
       const wrong = digests.findIndex((d, i) => d !== payload.parts[i].base);
       if (now !== header.baseFingerprint || wrong >= 0) {
-        throw new BaseMismatchError(`payload targets base ${header.baseFingerprint.slice(0, 8)}… (the digest of its stored bytes), this model is ${now.slice(0, 8)}…${wrong >= 0 ? ` (${files[wrong]} differs)` : ''}: nothing was written; fetch the full model, or the update made for base ${now.slice(0, 8)}…`, { expected: header.baseFingerprint, found: now });
+        throw new BaseMismatchError(`payload targets base ${header.baseFingerprint} (the digest of its stored bytes), this model is ${now}${wrong >= 0 ? ` (${files[wrong]} differs)` : ''}: nothing was written; fetch the full model, or the update made for base ${now}`, { expected: header.baseFingerprint, found: now });
       }
       const ranges = payload.chunks.reduce((n, c) => n + c.runs.length, 0);
       const bytes = payload.chunks.reduce((n, c) => n + c.bytes, 0);
@@ -253,7 +253,7 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
       const off = after.findIndex((d, i) => d !== payload.parts[i].target);
       if (reached !== header.targetFingerprint || off >= 0) {
         await rollBackGguf(first, hasher);
-        throw new TargetMismatchError(`after the overwrite ${first} is ${reached.slice(0, 8)}… (the digest of its stored bytes), the payload's target is ${header.targetFingerprint.slice(0, 8)}…${off >= 0 ? ` (${files[off]} differs)` : ''}: the payload does not carry every change between its base and its target; the model was rolled back to its old version; fetch the payload again or the full model`, { expected: header.targetFingerprint, found: reached, stage: 'target' });
+        throw new TargetMismatchError(`after the overwrite ${first} is ${reached} (the digest of its stored bytes), the payload's target is ${header.targetFingerprint}${off >= 0 ? ` (${files[off]} differs)` : ''}: the payload does not carry every change between its base and its target; the model was rolled back to its old version; fetch the payload again or the full model`, { expected: header.targetFingerprint, found: reached, stage: 'target' });
       }
       if (options.healthCheck) {
         let passed: boolean | void;
