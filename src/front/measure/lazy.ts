@@ -20,3 +20,8 @@ export function tfjsModule(): Promise<typeof import('@tensorflow/tfjs')> {
 export function trainModule<T>(path: string): Promise<T> {
   return import(new URL(`../../train/${path}${EXT}`, import.meta.url).href) as Promise<T>;
 }
+
+/** A module of `src/engine` (`path` relative to it, without extension, e.g. `backend`), imported when first needed. */
+export function engineModule<T>(path: string): Promise<T> {
+  return import(new URL(`../../engine/${path}${EXT}`, import.meta.url).href) as Promise<T>;
+}

@@ -10,7 +10,7 @@
  *
  * The step's scalars reach the kernel as a float32 input tensor, not as attributes: beta1^t and
  * beta2^t live in a variable the step multiplies by the betas (tfjs' own float32 operations), so
- * a step recorded once (src/train/compiled/) holds constant attributes and replays the optimizer
+ * a step recorded once (src/engine/compiled/) holds constant attributes and replays the optimizer
  * inside its plan: the kernel writes the moments in place, the plan assigns the new weights and
  * the powers of the betas.
  */

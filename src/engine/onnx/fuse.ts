@@ -1,5 +1,5 @@
 /**
- * Chains of ONNX nodes the executor runs as one fused op (src/train/kernels/transformer.ts):
+ * Chains of ONNX nodes the executor runs as one fused op (src/engine/kernels/transformer.ts):
  *
  * - a LayerNorm's normalisation as exporters write it below opset 17:
  *   m = ReduceMean(x, axes=[-1]); d = Sub(x, m); p = Pow(d, 2); v = ReduceMean(p, axes=[-1]);

@@ -7,13 +7,13 @@
  *   softmax, softmaxGrad        Softmax over the last axis and its gradient, per row
  *   reduceSum                   Sum and Mean over adjacent axes (a bias's gradient, a mean pool)
  *   activationGrad              Relu's, Relu6's and ClipByValue's gradients (activation-grad.c's)
- *   elementwise                 a fused chain's program (src/train/kernels/elementwise.ts)
+ *   elementwise                 a fused chain's program (src/engine/kernels/elementwise.ts)
  *
  * Every element (or row, or channel of a sum) is computed alone, with the float32 operations of
  * the WebAssembly kernel it stands in for, in the same order (compiled with -ffp-contract=off, so
  * no fused multiply-add): the same bits as the wasm backend's kernel whatever the thread count or
  * the vector width. Softmax is the exception: tfjs computes it with XNNPACK, whose exponential is
- * not ours; softmaxJs (src/train/kernels/native/elementwise.ts) is its twin, bit for bit.
+ * not ours; softmaxJs (src/engine/kernels/native/elementwise.ts) is its twin, bit for bit.
  *
  * broadcast.c holds the binary ops with broadcasting and Transpose; elementwise-common.h what both
  * share. How many parts a kernel is cut into comes from its shape alone (parts_for); which

@@ -1,5 +1,5 @@
 /**
- * A stateful model's sequence as one waveform and back (src/train/program/training-model.ts
+ * A stateful model's sequence as one waveform and back (src/engine/program/training-model.ts
  * augments sequences whole): the frames a streaming runtime feeds are cut from continuous audio,
  * often each behind the previous frame's last samples (Silero VAD as vad-web feeds it: 64 samples
  * of context, then 512 new), so an augmentation applied frame by frame would break the audio at

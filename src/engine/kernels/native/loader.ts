@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { MissingDependencyError, ModelFormatError } from '../../../core/errors.ts';
 import { elfProblem } from './elf.ts';
 
-/** What the addon exports (src/train/kernels/native/blas.c). */
+/** What the addon exports (src/engine/kernels/native/blas.c). */
 export interface NativeBlasAddon {
   /**
    * C_i = op(A_i) op(B_i) for i < batch, row-major; a stride of 0 broadcasts one operand; then

@@ -1,5 +1,5 @@
 /**
- * Recording one training step as the engine runs it (the capture half of src/train/compiled/):
+ * Recording one training step as the engine runs it (the capture half of src/engine/compiled/):
  * every registered kernel the engine runs at the top level (its name, inputs, attributes and
  * outputs), every tensor made from JavaScript values inside the step (an upload: its values are
  * kept), every variable assigned inside the step, and every value read back to JavaScript inside

@@ -1,11 +1,11 @@
 /**
  * Choosing and preparing the tfjs backend that trains diffs.
  *
- * `wasm` (the default) is tfjs-backend-wasm with our kernel fixes (src/train/kernels): XNNPACK for
+ * `wasm` (the default) is tfjs-backend-wasm with our kernel fixes (src/engine/kernels): XNNPACK for
  * every matmul of the backward pass and the conv gradients the package lacks. `cpu` is tfjs' plain
  * JavaScript backend. `tensorflow` is tfjs-node, for build servers where it can be installed.
  * `native` is `wasm` with convolutions and matmuls on the system's OpenBLAS (an optional addon,
- * src/train/kernels/native); `auto` is `native` when its addon loads, else `wasm`.
+ * src/engine/kernels/native); `auto` is `native` when its addon loads, else `wasm`.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

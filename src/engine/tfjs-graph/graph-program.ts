@@ -1,6 +1,6 @@
 /**
  * A TF.js graph model (`tf.GraphModel`: tensorflowjs_converter output, `"format": "graph-model"`,
- * what most published TF.js models are) as a differentiable program (src/train/program/): tfjs'
+ * what most published TF.js models are) as a differentiable program (src/engine/program/): tfjs'
  * own graph executor runs it, with the float weights of its weight map replaced by tf.Variables,
  * so a gradient of `model.execute` reaches them. The variables carry the folder's weight store
  * names (the manifest names, what the weight map is keyed by) and its grids (uint8/uint16 with

@@ -1,6 +1,6 @@
 /*
  * A chain of element-wise ops as one kernel: a small program (written by the compiled step's
- * fusion pass, src/train/compiled/fuse.ts; its format in elementwise.ts) run over the output in
+ * fusion pass, src/engine/compiled/fuse.ts; its format in elementwise.ts) run over the output in
  * blocks, each instruction one SIMD loop over the block, so the chain's intermediate values stay
  * in a few kilobytes of scratch instead of a tensor each, and the output is written once.
  *

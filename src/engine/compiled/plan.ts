@@ -1,5 +1,5 @@
 /**
- * A training step as a plan of kernel calls (src/train/compiled/): built from two recordings of
+ * A training step as a plan of kernel calls (src/engine/compiled/): built from two recordings of
  * the same step (record.ts) and replayed by calling each kernel's function on the backend directly
  * (`tf.getKernel(name, backend).kernelFunc`), without the engine's tape, scopes or per-op
  * bookkeeping.

@@ -1,5 +1,5 @@
 /**
- * The bound on shapes a TF.js graph model derives from its constants (src/train/program/shape-bound.ts),
+ * The bound on shapes a TF.js graph model derives from its constants (src/engine/program/shape-bound.ts),
  * for the graphs tfjs' own executor runs: a Pad's paddings, a Tile's multiples, a BroadcastTo's or
  * a Fill's shape, a resize's size, a OneHot's depth, a Range's length. A 1 KB `model.json` can ask
  * any of them for 10^10 elements; tfjs would try to allocate them (gigabytes, then an out-of-memory

@@ -1,5 +1,5 @@
 /**
- * An ONNX program as the trainers' model: {@link ProgramTrainingModel} (src/train/program/) over
+ * An ONNX program as the trainers' model: {@link ProgramTrainingModel} (src/engine/program/) over
  * an {@link OnnxProgram}, under the names the ONNX path has always used. Everything it does
  * (examples by id, output reading, stateful sequence models) is the program adapter's.
  */

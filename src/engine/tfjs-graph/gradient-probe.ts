@@ -16,7 +16,7 @@
  *    attributed to the node that ran it (tfjs-converter runs a node's kernels together, the
  *    last one giving the node's output). Every kernel on a path from a weight variable to the
  *    output must have a gradient registered in tfjs (`StridedSlice`, `TopK`, `Einsum`,
- *    `CropAndResize` have none; we register one for `GatherNd`, src/train/kernels/), and that
+ *    `CropAndResize` have none; we register one for `GatherNd`, src/engine/kernels/), and that
  *    gradient is run once on the probe's values with the checks tfjs' backpropagation makes (a
  *    float32 gradient of the input's shape for every input a weight reaches), so a gradient that
  *    needs a kernel the backend lacks, or gives an integer input an integer gradient, is refused

@@ -1,6 +1,6 @@
 /**
  * A chain of element-wise ops run as one kernel (issue 63: "chains of element-wise ops fused into
- * one kernel"). The compiled step's fusion pass (src/train/compiled/fuse.ts) writes an
+ * one kernel"). The compiled step's fusion pass (src/engine/compiled/fuse.ts) writes an
  * {@link ElementwiseProgram}: inputs (each the output's size, one scalar, or one value per channel
  * of the output's last axis), a few immediate values, registers for the chain's intermediate
  * values, and instructions over them. elementwise.c runs it in blocks with SIMD on the backend's

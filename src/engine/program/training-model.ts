@@ -41,7 +41,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.ts';
 import type { OutputKind } from '../../diff/closeness.ts';
-import type { Augmentation } from '../augment.ts';
+import type { Augmentation } from '../../train/augment.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 import { cutFrames, frameOverlap, sequenceWave } from './sequence-waveform.ts';
 import { checkAugmentedIds, idsOf, rowsOf, sequenceBounds, type ProgramExamples, type ProgramInputValues } from './example-ids.ts';
@@ -434,7 +434,7 @@ export class ProgramTrainingModel {
   /**
    * The inputs of examples `x` (ids) as tensors and the frozen pass over them (what {@link predict}
    * computes; `raw`: the raw output flattened, what {@link rawOutputs} gives), so a compiled forward
-   * pass (src/train/compiled/forward.ts) takes them as feeds; a model carrying state runs its
+   * pass (src/engine/compiled/forward.ts) takes them as feeds; a model carrying state runs its
    * sequences from their start, eagerly.
    */
   forwardInputs(x: tf.Tensor | Int32Array, raw = false): { feeds: Record<string, tf.Tensor>; outputs: (feeds: Record<string, tf.Tensor>) => tf.Tensor } | { eager: string } {
@@ -490,7 +490,7 @@ export class ProgramTrainingModel {
    * The raw output (before the class mapping) of examples `from .. from + count - 1`, computed
    * as a runtime computes it (stateful: each sequence from its start, the state carried), in
    * batches of `RAW_OUTPUT_BATCH` (256); through `forward` when given, compiled forward plans
-   * (src/train/compiled/forward.ts) that give the eager passes' bits.
+   * (src/engine/compiled/forward.ts) that give the eager passes' bits.
    */
   rawOutputs(from: number, count: number, forward?: { run(feeds: Record<string, tf.Tensor>, pass: (feeds: Record<string, tf.Tensor>) => tf.Tensor, name: string): tf.Tensor }): Float32Array {
     const ids = Int32Array.from({ length: count }, (_, i) => from + i);

@@ -1,5 +1,5 @@
 /**
- * A LiteRT model (`.tflite`) as a differentiable tfjs program (src/train/program/): its first
+ * A LiteRT model (`.tflite`) as a differentiable tfjs program (src/engine/program/): its first
  * subgraph's operators run in file order (the order LiteRT runs them) as tfjs ops, with the
  * weights the `.tflite` store patches (float32, float16, int8 dequantized) as tf.Variables under
  * the store's names and grids, so a diff trained on them applies to the file with the existing
@@ -44,7 +44,7 @@ const padding = (code: number): 'same' | 'valid' => (code === 1 ? 'valid' : 'sam
 /** How each operator runs: its inputs (tensors, -1 given as null) to its outputs. */
 type Kernel = (x: (tf.Tensor | null)[], op: TfliteGraphOperator, ctx: KernelContext) => tf.Tensor[];
 
-/** What a kernel may ask of the run: constants' values, the batch, and the bound on shapes it derives from them (src/train/program/shape-bound.ts). */
+/** What a kernel may ask of the run: constants' values, the batch, and the bound on shapes it derives from them (src/engine/program/shape-bound.ts). */
 interface KernelContext {
   consts: (i: number) => number[];
   batch: number;

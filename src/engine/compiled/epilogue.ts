@@ -5,11 +5,11 @@
  * instead: one kernel call and one output where there were two, the bias added while the GEMM's
  * output is still in cache.
  *
- * On the native backend, whose fused kernels (src/train/kernels/native/kernels.ts) run the same
+ * On the native backend, whose fused kernels (src/engine/kernels/native/kernels.ts) run the same
  * GEMM as the plain ones and then add the bias to each finished value (blocks.c's epilogue, on
  * each block of the product as its thread finishes it): y + b in float32 as tfjs' Add computes it,
  * so the step keeps its bits. On wasm only the
- * convolutions conv2d.c runs (src/train/kernels/conv2d.ts), which add the bias the same way;
+ * convolutions conv2d.c runs (src/engine/kernels/conv2d.ts), which add the bias the same way;
  * XNNPACK's fused kernels start their sums from the bias, which rounds otherwise: matmuls and the
  * other convolutions are not fused there. The pass leaves the activation alone: training reads
  * the value before it (the activation's gradient takes it).

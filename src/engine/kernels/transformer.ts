@@ -4,7 +4,7 @@
  * axis (opset < 17 exports it as ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div: seven kernels
  * forward and about twenty backward, each a pass over the activations and an engine call), and
  * the exact GELU, 0.5 x (1 + erf(x / sqrt 2)) (Div, Erf, Add, Mul, Mul). The ONNX executor
- * recognises both chains (src/train/onnx/fuse.ts) and runs {@link layerNormalize} and
+ * recognises both chains (src/engine/onnx/fuse.ts) and runs {@link layerNormalize} and
  * {@link gelu}: one kernel forward and one backward each, with tf.customGrad.
  *
  * The kernels work on the wasm heap in place (the wasm and native backends, which share the

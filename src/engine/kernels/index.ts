@@ -62,7 +62,7 @@ let registered = false;
 
 /**
  * Register the fixed kernels for the `wasm` backend (idempotent), the batch-norm gradient
- * without Tile (src/train/kernels/batch-norm-grad.ts, for every backend: its values are the stock
+ * without Tile (src/engine/kernels/batch-norm-grad.ts, for every backend: its values are the stock
  * gradient's; its dx, dscale and doffset one kernel each on wasm and native), and Relu's, Relu6's and ClipByValue's gradients as one kernel each on wasm
  * (activation-grad.ts; on wasm and native, tfjs' formula elsewhere), Adam's step as one kernel (adam.ts),
  * and Softmax's and a first-axis Gather's gradients as one kernel each (softmax-grad.ts,

@@ -1,8 +1,8 @@
 /**
  * A model graph as a differentiable tfjs program: what {@link ProgramTrainingModel}
  * (training-model.ts) needs of it to present it as the layers model the trainers take. Two kinds
- * implement it: an ONNX graph run by our own executor (`OnnxProgram`, src/train/onnx/), and a
- * TF.js graph model run by tfjs' own graph executor (`TfjsGraphProgram`, src/train/tfjs-graph/).
+ * implement it: an ONNX graph run by our own executor (`OnnxProgram`, src/engine/onnx/), and a
+ * TF.js graph model run by tfjs' own graph executor (`TfjsGraphProgram`, src/engine/tfjs-graph/).
  * Either way the program's weights are tf.Variables named by the model's weight store, so a
  * diff trained on them is a diff of the file the existing applier patches.
  */
@@ -25,7 +25,7 @@ export interface ProgramTensorInfo {
 
 /**
  * What a program was built from, as plain data a worker thread receives (structured clone) to
- * build the same program again (src/train/program/worker-rebuild.ts): the model file's bytes and
+ * build the same program again (src/engine/program/worker-rebuild.ts): the model file's bytes and
  * the options of its front. The weights' values are not part of it: the training pool sends
  * the parent's current values to every worker when a loop begins.
  */

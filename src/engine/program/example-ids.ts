@@ -1,5 +1,5 @@
 /**
- * The trainers' `x` for a program (src/train/program/training-model.ts) holds example ids as
+ * The trainers' `x` for a program (src/engine/program/training-model.ts) holds example ids as
  * float32, exact up to 2^24. Augmented rows are numbered after the examples, so the ids they
  * reach are checked before any row is written. The inputs' rows the ids pick, and the sequences
  * they fall in.

@@ -2,7 +2,7 @@
  * Gradients tfjs 4.22 lacks or gets wrong, which graph models need (the layers path never meets
  * them): GatherNd has none (gather-nd-grad.ts), SquaredDifference's is wrong under broadcasting
  * (squared-difference-grad.ts). Registered for every backend, once, when a TF.js graph model is
- * made trainable (src/train/tfjs-graph/graph-program.ts).
+ * made trainable (src/engine/tfjs-graph/graph-program.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import { gatherNdGradConfig } from './gather-nd-grad.ts';

@@ -3,7 +3,7 @@
  * ops fused into one kernel"): a pass over a plan's kernels (plan.ts) that finds trees of
  * element-wise kernels over one output shape, each intermediate value read by one kernel of the
  * tree only and neither a step output nor an assignment, and replaces each tree by one kernel
- * running a small program (src/train/kernels/elementwise.ts, .c): the intermediates never become
+ * running a small program (src/engine/kernels/elementwise.ts, .c): the intermediates never become
  * tensors, the output is written once, and a replay calls one kernel where it called several.
  *
  * Inputs of the chain are of the output's size, one value, or one value per channel of the

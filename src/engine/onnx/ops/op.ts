@@ -29,7 +29,7 @@ export interface OpArgs {
   constant(t: OnnxTensor): tf.Tensor;
   /**
    * Check a shape the node is about to allocate, derived from the model's values (pads, sizes,
-   * repeats, a broadcast), against the trainer's bound (src/train/program/shape-bound.ts; a -1
+   * repeats, a broadcast), against the trainer's bound (src/engine/program/shape-bound.ts; a -1
    * allowed where `inferred`); returns it.
    * @throws ModelFormatError past the bound, before anything is allocated.
    */
