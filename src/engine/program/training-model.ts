@@ -40,8 +40,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.ts';
-import type { OutputKind } from '../../diff/closeness.ts';
-import type { Augmentation } from '../../train/augment.ts';
+import type { Augmentation } from './augmentation.ts';
+import type { OutputKind } from './output-kind.ts';
 import type { ProgramVariable, TrainableProgram } from './program.ts';
 import { cutFrames, frameOverlap, sequenceWave } from './sequence-waveform.ts';
 import { checkAugmentedIds, idsOf, rowsOf, sequenceBounds, type ProgramExamples, type ProgramInputValues } from './example-ids.ts';

@@ -13,7 +13,7 @@
  * move, so it trains on one thread.
  */
 import { TrainingWorkerError } from '../../core/errors.ts';
-import type { OutputKind as ProgramOutputKind } from '../../diff/closeness.ts';
+import type { OutputKind as ProgramOutputKind } from './output-kind.ts';
 import { gatherRows, type ProgramExamples, type ProgramInputValues } from './example-ids.ts';
 import type { ProgramRecipe, TrainableProgram } from './program.ts';
 
