@@ -1,7 +1,7 @@
 /**
  * The pieces of `ndiff diff --eval` / `--calibrate` that run models need tfjs, an optional peer
  * dependency that the `neural-diff` entry never loads up front (a bundler of the entry must not
- * pull it in either: test/package.test.ts). They are imported at run time through these two
+ * pull it in either: test/package.test.ts). They are imported at run time through these
  * functions, by specifiers a bundler does not follow; callers wrap them in
  * importWithTrainerPeers (src/train/peer.ts), which turns a missing tfjs into a
  * MissingDependencyError naming the install command.
