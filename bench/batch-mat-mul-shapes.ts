@@ -18,10 +18,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { batchMatMulInWasm } from '../src/train/kernels/batch-mat-mul.ts';
-import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
-import { asWasm, runStock, type WasmBackendLike } from '../src/train/kernels/util.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { batchMatMulInWasm } from '../src/engine/kernels/batch-mat-mul.ts';
+import { simdKernelSwitch } from '../src/engine/kernels/train-kernels-simd.ts';
+import { asWasm, runStock, type WasmBackendLike } from '../src/engine/kernels/util.ts';
 import { seededRandom } from '../src/train/data.ts';
 
 const args = process.argv.slice(2);

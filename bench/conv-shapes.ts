@@ -23,12 +23,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { batchMatMulInWasm } from '../src/train/kernels/batch-mat-mul.ts';
-import { convShapeOf } from '../src/train/kernels/conv2d.ts';
-import { winogradFits, winogradSwitch } from '../src/train/kernels/conv2d-winograd.ts';
-import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
-import { asWasm } from '../src/train/kernels/util.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { batchMatMulInWasm } from '../src/engine/kernels/batch-mat-mul.ts';
+import { convShapeOf } from '../src/engine/kernels/conv2d.ts';
+import { winogradFits, winogradSwitch } from '../src/engine/kernels/conv2d-winograd.ts';
+import { simdKernelSwitch } from '../src/engine/kernels/train-kernels-simd.ts';
+import { asWasm } from '../src/engine/kernels/util.ts';
 import { seededRandom } from '../src/train/data.ts';
 
 const args = process.argv.slice(2);

@@ -10,9 +10,9 @@
  *   node --conditions=neural-diff-source --import tsx bench/distill-inputs.ts
  */
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { mnistModel, mnistSplits } from '../examples/lib/mnist-task.ts';
-import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
+import { modelToStore, setModelWeights } from '../src/engine/model-weights.ts';
 import { trainDiff, type TrainDiffOptions } from '../src/train/train-diff.ts';
 import { seededRandom, permutation } from '../src/train/data.ts';
 

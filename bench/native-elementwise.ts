@@ -1,5 +1,5 @@
 /**
- * The native backend's element-wise, row and reduction kernels (src/train/kernels/native/
+ * The native backend's element-wise, row and reduction kernels (src/engine/kernels/native/
  * elementwise.c) beside the wasm kernels they stand in for, on the sizes the small transformer's
  * training step runs (batch 32, 32 tokens, d 64, 4 heads, FFN 128) and smaller ones, in one
  * process on the native backend, called as a compiled step calls them (the kernel function
@@ -13,10 +13,10 @@
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { nativeAddonStatus, nativeElementwiseLimits, setNativeThreads } from '../src/train/kernels/native/index.ts';
-import { elementwiseRunners, runElementwise, type ElementwiseProgram } from '../src/train/kernels/elementwise.ts';
-import { SOFTMAX_GRAD } from '../src/train/kernels/softmax-grad.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { nativeAddonStatus, nativeElementwiseLimits, setNativeThreads } from '../src/engine/kernels/native/index.ts';
+import { elementwiseRunners, runElementwise, type ElementwiseProgram } from '../src/engine/kernels/elementwise.ts';
+import { SOFTMAX_GRAD } from '../src/engine/kernels/softmax-grad.ts';
 import { randomValues } from '../test/helpers/kernel-tests.ts';
 
 const args = process.argv.slice(2);

@@ -14,8 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { nativeAddonStatus } from '../src/engine/kernels/native/index.ts';
 
 /** [a's shape, b's shape, transposeA, transposeB]. */
 const SHAPES: [number[], number[], boolean, boolean][] = [

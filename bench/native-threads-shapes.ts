@@ -20,10 +20,10 @@
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { nativeAddonStatus, setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { nativeAddonStatus, setNativeThreads } from '../src/engine/kernels/native/index.ts';
 import { seededRandom } from '../src/train/data.ts';
-import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
+import { loadNativeAddon } from '../src/engine/kernels/native/loader.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);

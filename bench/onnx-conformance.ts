@@ -1,5 +1,5 @@
 /**
- * `npm run conformance:onnx`: the trainer's ONNX executor (src/train/onnx) against ONNX's own
+ * `npm run conformance:onnx`: the trainer's ONNX executor (src/engine/onnx) against ONNX's own
  * backend test data, Debian's `libonnx-testdata` (ONNX 1.12: per-operator node tests, each a
  * model.onnx with test_data_set_N/input_K.pb and output_K.pb as serialized TensorProto).
  *
@@ -15,10 +15,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, type TrainBackendName } from '../src/train/backend.ts';
-import { OnnxProgram, supportedOperators, unsupportedNodes } from '../src/train/onnx/executor.ts';
-import { decodeOnnxModel, decodeOnnxTensor, type OnnxTensor } from '../src/train/onnx/model.ts';
-import { tensorOf, tfDtype } from '../src/train/onnx/ops/op.ts';
+import { initBackend, type TrainBackendName } from '../src/engine/backend.ts';
+import { OnnxProgram, supportedOperators, unsupportedNodes } from '../src/engine/onnx/executor.ts';
+import { decodeOnnxModel, decodeOnnxTensor, type OnnxTensor } from '../src/engine/onnx/model.ts';
+import { tensorOf, tfDtype } from '../src/engine/onnx/ops/op.ts';
 import { UnsupportedOperatorError } from '../src/core/errors.ts';
 
 /** Where Debian's libonnx-testdata puts the test models. */

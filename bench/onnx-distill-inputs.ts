@@ -23,7 +23,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { trainOnnxDiff, type OnnxDataset, type TrainOnnxOptions } from '../src/train/onnx/train-onnx.ts';
 import { onnxPayloadCloseness } from '../src/train/onnx/payload-closeness.ts';
 import { VOICES, SENTENCES, espeak, real, stream, wakeEmbeddings } from './onnx.ts';

@@ -13,10 +13,10 @@
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { nativeAddonStatus, setNativeThreads } from '../src/train/kernels/native/index.ts';
-import { MAX_POOL_RELU_GRAD } from '../src/train/kernels/native/kernels.ts';
-import { RELU_GRAD } from '../src/train/kernels/activation-grad.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { nativeAddonStatus, setNativeThreads } from '../src/engine/kernels/native/index.ts';
+import { MAX_POOL_RELU_GRAD } from '../src/engine/kernels/native/kernels.ts';
+import { RELU_GRAD } from '../src/engine/kernels/activation-grad.ts';
 import { seededRandom } from '../src/train/data.ts';
 
 const args = process.argv.slice(2);

@@ -15,8 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { modelToStore } from '../src/train/model-weights.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { modelToStore } from '../src/engine/model-weights.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 

@@ -15,16 +15,16 @@
  *   node --conditions=neural-diff-source --import tsx bench/profile-keyword-step.ts [STEPS] [trainer|tfjs] [THREADS[:IDLE_US],...] [ROUNDS]
  */
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { Identity } from '../src/train/full-params.ts';
 import { trainLoop } from '../src/train/loop.ts';
-import { namedVariables } from '../src/train/model-weights.ts';
+import { namedVariables } from '../src/engine/model-weights.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 import { seededRandom } from '../src/train/data.ts';
-import { replayProfile, replayProfiler, type ReplayProfile } from '../src/train/compiled/step.ts';
-import { setNativeThreads } from '../src/train/kernels/native/index.ts';
-import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
-import { adam } from '../src/train/kernels/adam.ts';
+import { replayProfile, replayProfiler, type ReplayProfile } from '../src/engine/compiled/step.ts';
+import { setNativeThreads } from '../src/engine/kernels/native/index.ts';
+import { loadNativeAddon } from '../src/engine/kernels/native/loader.ts';
+import { adam } from '../src/engine/kernels/adam.ts';
 
 const [stepsArg = '8', which = 'trainer', threadsArg = '1', roundsArg = '1'] = process.argv.slice(2);
 if (which !== 'trainer' && which !== 'tfjs') throw new Error(`the optimizer is trainer or tfjs, got ${which}`);

@@ -1,5 +1,5 @@
 /**
- * Where a replayed training step's time goes (src/train/compiled/): the keyword-spotting CNN
+ * Where a replayed training step's time goes (src/engine/compiled/): the keyword-spotting CNN
  * (examples/keyword-spotting, 12 classes, random log-mel inputs; full fine-tuning and the sparse
  * method's phases, trainDiff) and the small transformer (v1.onnx distilled toward v2.onnx,
  * trainOnnxDiff, as bench/train-transformer-child.ts trains it; bench/torch-transformer.py makes
@@ -42,19 +42,19 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { nativeAddonStatus } from '../src/engine/kernels/native/index.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
-import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
+import { modelToStore, setModelWeights } from '../src/engine/model-weights.ts';
 import { seededRandom } from '../src/train/data.ts';
-import { replayProfile, replayProfiler, type ReplayProfile } from '../src/train/compiled/step.ts';
-import { ELEMENTWISE_KERNELS, FUSED_ELEMENTWISE, planSwitch } from '../src/train/compiled/fuse.ts';
-import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
-import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
-import { arenaSwitch } from '../src/train/compiled/arena.ts';
-import { nativePoolSwitch } from '../src/train/kernels/native/kernels.ts';
-import { nativeElementwiseLimits } from '../src/train/kernels/native/elementwise.ts';
+import { replayProfile, replayProfiler, type ReplayProfile } from '../src/engine/compiled/step.ts';
+import { ELEMENTWISE_KERNELS, FUSED_ELEMENTWISE, planSwitch } from '../src/engine/compiled/fuse.ts';
+import { simdKernelSwitch } from '../src/engine/kernels/train-kernels-simd.ts';
+import { epilogueSwitch } from '../src/engine/compiled/epilogue.ts';
+import { arenaSwitch } from '../src/engine/compiled/arena.ts';
+import { nativePoolSwitch } from '../src/engine/kernels/native/kernels.ts';
+import { nativeElementwiseLimits } from '../src/engine/kernels/native/elementwise.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -6,9 +6,9 @@
  *   node --conditions=neural-diff-source --import tsx bench/profile-train-step.ts keyword|mobilenetv2 [BATCH] [STEPS] [wasm|native]
  */
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
-import { namedVariables } from '../src/train/model-weights.ts';
+import { namedVariables } from '../src/engine/model-weights.ts';
 import { sparseCrossEntropy } from '../src/train/data.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';

@@ -9,7 +9,7 @@
  *   node --conditions=neural-diff-source --import tsx bench/profile-transformer-step.ts [DIR] [wasm|native] [BATCH] [STEPS] [--no-fuse] [--compiled]
  *
  * --no-fuse runs every ONNX node as written (no fused LayerNorm or GELU), for comparison.
- * --compiled also captures the same step as a compiled plan (src/train/compiled/), as training
+ * --compiled also captures the same step as a compiled plan (src/engine/compiled/), as training
  * does, twice: with tfjs' own gradients of Softmax and Gather and with ours (one kernel each); it
  * prints each plan's kernels by name (calls per replay, how many were folded at capture), then the
  * CPU time a step of the four (eager or compiled, tfjs' gradients or ours), alternated in rounds
@@ -18,11 +18,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { adam } from '../src/train/kernels/adam.ts';
-import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
-import { CompiledSteps, type StepOutputs } from '../src/train/compiled/step.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { adam } from '../src/engine/kernels/adam.ts';
+import { simdKernelSwitch } from '../src/engine/kernels/train-kernels-simd.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
+import { CompiledSteps, type StepOutputs } from '../src/engine/compiled/step.ts';
 
 const [dir = '.cache/transformer', backendArg = 'wasm', batchArg = '32', stepsArg = '5'] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const batch = Number(batchArg);

@@ -1,6 +1,6 @@
 /**
  * Passes repeated over the same inputs outside a training step, eager against compiled forward
- * plans (src/train/compiled/forward.ts), on the small transformer's ONNX program (v1.onnx, v2.onnx
+ * plans (src/engine/compiled/forward.ts), on the small transformer's ONNX program (v1.onnx, v2.onnx
  * and distill-tokens.bin: bench/train-vs-torch.ts --models transformer makes them in
  * .cache/transformer), one thread, eager and compiled alternated round by round in one process
  * per backend (the first round a warm-up, left out); the values are compared bit for bit:
@@ -28,13 +28,13 @@ import os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { initBackend } from '../src/train/backend.ts';
-import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
-import { ForwardPlans, forwardSwitch } from '../src/train/compiled/forward.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { nativeAddonStatus } from '../src/engine/kernels/native/index.ts';
+import { ForwardPlans, forwardSwitch } from '../src/engine/compiled/forward.ts';
 import { onnxCalibration, onnxPayloadCloseness } from '../src/train/onnx/payload-closeness.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
-import { ProgramTrainingModel } from '../src/train/program/training-model.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
+import { ProgramTrainingModel } from '../src/engine/program/training-model.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { exactDiff } from '../src/diff/exact.ts';
 import { getHasher } from '../src/core/hasher.ts';

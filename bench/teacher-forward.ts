@@ -1,5 +1,5 @@
 /**
- * The teacher's forward passes, eager against compiled (src/train/compiled/forward.ts), side by
+ * The teacher's forward passes, eager against compiled (src/engine/compiled/forward.ts), side by
  * side in one process per backend, one thread, rounds alternated:
  *
  * - scoring: the teacher's outputs as the trainer computes them (src/train/teacher.ts
@@ -24,12 +24,12 @@ import os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
-import { ForwardPlans } from '../src/train/compiled/forward.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { nativeAddonStatus } from '../src/engine/kernels/native/index.ts';
+import { ForwardPlans } from '../src/engine/compiled/forward.ts';
 import { outputRows } from '../src/train/teacher.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
-import { ProgramTrainingModel } from '../src/train/program/training-model.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
+import { ProgramTrainingModel } from '../src/engine/program/training-model.ts';
 import { seededRandom } from '../src/train/data.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 

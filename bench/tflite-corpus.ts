@@ -81,7 +81,7 @@ export interface CorpusRow {
 /** The trainer's executor against LiteRT.js on two inputs in [0.05, 0.95], one smooth and one noisy (see {@link CorpusRow.executor}). */
 async function executorVsLiteRt(bytes: Uint8Array): Promise<CorpusRow['executor']> {
   const tf = await import('@tensorflow/tfjs');
-  const { TfliteProgram } = await import('../src/train/tflite/program.ts');
+  const { TfliteProgram } = await import('../src/engine/tflite/program.ts');
   const { runTflite } = await import('./litert.ts');
   let program: InstanceType<typeof TfliteProgram>;
   try {
@@ -260,7 +260,7 @@ export async function runCorpus(options: { quick?: boolean; cache?: string; log?
   }
   const hasher = await getHasher();
   // The executor runs on tfjs' wasm backend (XNNPACK, as LiteRT.js): ~8x the cpu backend's speed.
-  const { initBackend } = await import('../src/train/backend.ts');
+  const { initBackend } = await import('../src/engine/backend.ts');
   await initBackend('wasm');
   const seen = new Map<string, CorpusRow>();
   const byName = new Map<string, { spec: string; bytes: Uint8Array; hash: string }[]>();

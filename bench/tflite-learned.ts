@@ -24,11 +24,11 @@ import { getHasher } from '../src/core/hasher.ts';
 import { diffOnnxModels } from '../src/diff/onnx.ts';
 import { TfliteWeightStore } from '../src/io/tflite/store.ts';
 import { readTfliteGraph } from '../src/io/tflite/graph.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { trainTfliteDiff } from '../src/train/tflite/train-tflite.ts';
-import { TfliteProgram } from '../src/train/tflite/program.ts';
+import { TfliteProgram } from '../src/engine/tflite/program.ts';
 import { trainProgramDiff } from '../src/train/program/train-program.ts';
-import type { TrainableProgram } from '../src/train/program/program.ts';
+import type { TrainableProgram } from '../src/engine/program/program.ts';
 import * as tf from '@tensorflow/tfjs';
 import { runTflite } from './litert.ts';
 

@@ -1,5 +1,5 @@
 /**
- * Each operator of a `.tflite` model run alone by the trainer's executor (src/train/tflite) on
+ * Each operator of a `.tflite` model run alone by the trainer's executor (src/engine/tflite) on
  * LiteRT.js's own inputs to it, beside LiteRT.js's output: the executor's agreement with the
  * runtime operator by operator, apart from the float32 rounding that grows through a deep
  * network end to end (docs/BENCHMARKS-real.md). LiteRT.js is made to give an intermediate tensor
@@ -11,8 +11,8 @@ import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { FlatBufferReader } from '../src/io/tflite/flatbuffers.ts';
 import { readTfliteGraph } from '../src/io/tflite/graph.ts';
-import { initBackend } from '../src/train/backend.ts';
-import { TfliteProgram } from '../src/train/tflite/program.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { TfliteProgram } from '../src/engine/tflite/program.ts';
 import { runTflite } from './litert.ts';
 
 const [file, fromArg, toArg] = process.argv.slice(2);

@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, initStockWasmBackend } from '../src/train/backend.ts';
+import { initBackend, initStockWasmBackend } from '../src/engine/backend.ts';
 
 const quick = process.argv.includes('--quick');
 

@@ -1,5 +1,5 @@
 /**
- * The trainer's SIMD kernels (src/train/kernels/depthwise.c, activation-grad.c, batch-norm-grad.c,
+ * The trainer's SIMD kernels (src/engine/kernels/depthwise.c, activation-grad.c, batch-norm-grad.c,
  * max-pool-grad.c, adam.c, softmax-gather-grad.c) beside what ran before them, in one process on the wasm backend,
  * interleaved call by call:
  *
@@ -32,9 +32,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
-import { FusedAdam } from '../src/train/kernels/adam.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { simdKernelSwitch } from '../src/engine/kernels/train-kernels-simd.ts';
+import { FusedAdam } from '../src/engine/kernels/adam.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
 import { seededRandom } from '../src/train/data.ts';

@@ -13,10 +13,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, type TrainBackendName } from '../src/train/backend.ts';
-import { silenceTfjsNodeBanner } from '../src/train/quiet.ts';
+import { initBackend, type TrainBackendName } from '../src/engine/backend.ts';
+import { silenceTfjsNodeBanner } from '../src/engine/quiet.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
-import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
+import { modelToStore, setModelWeights } from '../src/engine/model-weights.ts';
 import { mnistModel } from '../examples/lib/mnist-task.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 

@@ -5,7 +5,7 @@
  *   node --conditions=neural-diff-source --import tsx bench/train-step-child.ts MODEL THREADS BATCH STEPS CHUNK [BACKEND]
  *
  * Full fine-tuning of every trainable weight through our training loop (src/train/loop.ts): the
- * trainer's Adam (src/train/kernels/adam.ts, as trainDiff uses it),
+ * trainer's Adam (src/engine/kernels/adam.ts, as trainDiff uses it),
  * layers in inference mode, random inputs. BACKEND is `wasm` (default), `native`, `native-pool` or
  * `native-threads` (bench/step-backends.ts): on wasm, THREADS > 1 splits each batch across worker
  * threads; on native, what `ndiff train` does: the worker pool with the native kernels on one
@@ -14,24 +14,24 @@
  * native-threads force one or the other (for comparisons; native-blas is native-threads' old name);
  * CHUNK bounds the examples a thread runs at once (gradient accumulation inside the batch).
  * WARMUP steps (3), then STEPS timed steps: the first three steps of a phase record the compiled
- * plan twice and check its first replay against an eager step (src/train/compiled/capture.ts), a
+ * plan twice and check its first replay against an eager step (src/engine/compiled/capture.ts), a
  * cost each phase pays once (on the keyword model about 0.2 s, as much as a dozen replayed steps)
  * that a training run of hundreds of steps amortizes; PyTorch's rows likewise time the steps after
  * its first. Until this, one warm-up step: the timed steps held two of those three. Prints one JSON line.
  */
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { nativePrefersWorkerPool, setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { nativePrefersWorkerPool, setNativeThreads } from '../src/engine/kernels/native/index.ts';
 import { Identity } from '../src/train/full-params.ts';
 import { trainLoop } from '../src/train/loop.ts';
-import { namedVariables } from '../src/train/model-weights.ts';
+import { namedVariables } from '../src/engine/model-weights.ts';
 import { TrainingPool } from '../src/train/parallel/pool.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
 import { seededRandom } from '../src/train/data.ts';
 import { stepBackend } from './step-backends.ts';
-import { adam } from '../src/train/kernels/adam.ts';
+import { adam } from '../src/engine/kernels/adam.ts';
 
 const [modelName, threadsArg, batchArg, stepsArg, chunkArg, backendArg = 'wasm'] = process.argv.slice(2);
 const mode = stepBackend(backendArg);

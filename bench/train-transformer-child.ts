@@ -20,16 +20,16 @@
  * and its CPU ms per sample.
  *
  * The teacher's passes run as the trainer runs them: a compiled forward plan
- * (src/train/compiled/forward.ts: two passes recorded, the plan checked on the second, replayed
+ * (src/engine/compiled/forward.ts: two passes recorded, the plan checked on the second, replayed
  * from then on; the two warm-up passes hold the capture) unless `NDIFF_BENCH_FORWARD=eager`,
  * which runs them through tfjs' engine as before (and the trainer's teacher rows too).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { ForwardPlans, forwardSwitch } from '../src/train/compiled/forward.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { ForwardPlans, forwardSwitch } from '../src/engine/compiled/forward.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 
 const [dir, threadsArg, batchArg, stepsArg, backendArg = 'wasm'] = process.argv.slice(2);

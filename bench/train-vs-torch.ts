@@ -47,7 +47,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../src/train/parallel/pool.ts';
-import { chooseOpenBlasCore, nativeAddonStatus, openBlasCoreChoice } from '../src/train/kernels/native/loader.ts';
+import { chooseOpenBlasCore, nativeAddonStatus, openBlasCoreChoice } from '../src/engine/kernels/native/loader.ts';
 
 const quick = process.argv.includes('--quick');
 const skipTorch = process.argv.includes('--skip-torch');

@@ -13,7 +13,7 @@
  *   speech, the Debian packages' recordings in languages other than English (the evaluation's real
  *   audio is their English ones). Cut into sequences of two utterances, each starting from a zero
  *   state (truncated backpropagation of `--bptt` frames from the carried state, see
- *   src/train/program/training-model.ts). Validation: more of both kinds (other sentences, voices
+ *   src/engine/program/training-model.ts). Validation: more of both kinds (other sentences, voices
  *   and languages), never the evaluation audio; it alone chooses checkpoints and the committed payloads.
  * - Defaults (5 epochs, learning rate 3e-4 with LoRA at 1e-3, teacher temperature 1) are what the
  *   pilot rows in docs/onnx-training.md found.
@@ -240,7 +240,7 @@ const rowKey = (r: LearnedRow) => `${r.method} ${r.budget} ${r.augment ?? ''}`;
 
 /** Train one row (child process): reads the frames from `dir`, writes the payload and a JSON. */
 async function trainRow(job: RowJob): Promise<void> {
-  const { initBackend } = await import('../src/train/backend.ts');
+  const { initBackend } = await import('../src/engine/backend.ts');
   const { trainOnnxDiff } = await import('../src/train/onnx/train-onnx.ts');
   await initBackend('wasm');
   const v5 = new Uint8Array(await readFile(path.join(VAD_DIR, 'silero_vad_v5.onnx')));
@@ -390,7 +390,7 @@ export interface VadLearnedOptions {
   /**
    * Augment the training sequences (`gain`, `noise`, `speed`, `pitch`, comma-separated): each sequence's
    * waveform augmented whole, one draw a sequence, v6 scoring the augmented audio
-   * (src/train/program/training-model.ts). Recorded in each row; rows with and without keep apart.
+   * (src/engine/program/training-model.ts). Recorded in each row; rows with and without keep apart.
    */
   augment?: string;
   /** Weight of the sparse mask's density penalty (the trainer's default, 1e-4, when unset). */

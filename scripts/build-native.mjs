@@ -1,5 +1,5 @@
 /**
- * Build the native training backend's addon (src/train/kernels/native/blas.c, binding.gyp) with the
+ * Build the native training backend's addon (src/engine/kernels/native/blas.c, binding.gyp) with the
  * node-gyp that ships with npm, against the system's OpenBLAS (Debian: `libopenblas-dev`).
  *
  *   npm run build:native               # builds, or fails saying what is missing

@@ -2,7 +2,7 @@
  * Build the trainer's SIMD WebAssembly kernels from C and write their bytes, in hex, into a
  * TypeScript module (committed, so training needs no C toolchain):
  *
- *   src/train/kernels/{depthwise,activation-grad,batch-norm-grad,max-pool-grad,sum,adam,transformer,softmax-gather-grad,elementwise,transpose,batch-mat-mul,conv2d}.c  ->  src/train/kernels/train-kernels-wasm.ts
+ *   src/engine/kernels/{depthwise,activation-grad,batch-norm-grad,max-pool-grad,sum,adam,transformer,softmax-gather-grad,elementwise,transpose,batch-mat-mul,conv2d}.c  ->  src/engine/kernels/train-kernels-wasm.ts
  *
  * The one place that knows the toolchain: Debian's clang 14 and wasm-ld (`apt-get install -y clang
  * lld`). DESIGN.md measured clang, AssemblyScript and rustc at the same speed on these loops; C is
@@ -24,7 +24,7 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const KERNEL_DIR = path.join(root, 'src', 'train', 'kernels');
+export const KERNEL_DIR = path.join(root, 'src', 'engine', 'kernels');
 export const C_SOURCES = ['depthwise.c', 'activation-grad.c', 'batch-norm-grad.c', 'max-pool-grad.c', 'sum.c', 'adam.c', 'transformer.c', 'softmax-gather-grad.c', 'elementwise.c', 'transpose.c', 'batch-mat-mul.c', 'conv2d.c'] as const;
 export const TS_FILE = path.join(KERNEL_DIR, 'train-kernels-wasm.ts');
 export const EXPORTS = ['depthwise_filter_grad', 'depthwise_input_grad', 'relu_grad', 'relu6_grad', 'clip_grad', 'bn_input_grad', 'bn_scale_grad', 'max_pool_grad', 'channel_sum', 'adam_step', 'gelu', 'gelu_grad', 'layer_norm', 'layer_norm_grad', 'softmax_grad', 'gather_grad', 'elementwise', 'transpose32', 'batch_matmul', 'conv_indirection', 'conv_indirection_grad', 'conv_gather_gemm', 'conv_filter_per_tap_transpose', 'conv_filter_grad', 'winograd_input', 'winograd_filter', 'winograd_output', 'winograd_dy', 'winograd_filter_grad', 'winograd4_input', 'winograd4_filter', 'winograd4_output', 'winograd4_dy', 'winograd4_filter_grad', 'all_finite'] as const;

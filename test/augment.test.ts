@@ -8,7 +8,7 @@ import { seededRandom } from '../src/core/random.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { AUGMENTATIONS, augmenter, colour, crop, flip, flipImage, freqMask, gain, mixup, mixupDraw, noise, parseAugment, parseSequenceAugment, pitch, speed, timeMask, timeShift, batchStd, waveAugmenter, waveGain, waveNoise, type Augmentation } from '../src/train/augment.ts';
 import { pitchShift, resample } from '../src/train/resample.ts';
-import { cutFrames, frameOverlap, sequenceWave } from '../src/train/program/sequence-waveform.ts';
+import { cutFrames, frameOverlap, sequenceWave } from '../src/engine/program/sequence-waveform.ts';
 
 /** A batch of `shape` with distinct, non-zero values. */
 function batch(shape: number[], seed = 7): Float32Array {

@@ -1,5 +1,5 @@
 /**
- * Batched products with an empty batch on wasm (src/train/kernels/batch-mat-mul.ts): an operand
+ * Batched products with an empty batch on wasm (src/engine/kernels/batch-mat-mul.ts): an operand
  * of no items against one of a single item makes no products, and the kernel writes nothing. In
  * a file of its own: a write past an output of no items corrupts the wasm heap, which later
  * allocations then trip over.
@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { batchMatMulReference } from '../src/train/kernels/batch-mat-mul.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { batchMatMulReference } from '../src/engine/kernels/batch-mat-mul.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 
 before(async () => {

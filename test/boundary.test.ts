@@ -85,7 +85,7 @@ test('the TF.js frame (src/io/tfjs/frame.ts) and the diff\'s JSON difference bun
   }
 });
 
-test('the graph programs (src/train/onnx, src/train/tflite, src/train/program, src/train/tfjs-graph) import only tfjs and our own sources, never a node builtin themselves: the executors and adapters carry nothing of Node into a browser build', () => {
+test('the graph programs (src/engine/onnx, src/engine/tflite, src/engine/program, src/engine/tfjs-graph, and their trainers in src/train) import only tfjs and our own sources, never a node builtin themselves: the executors and adapters carry nothing of Node into a browser build', () => {
   const files: string[] = [];
   const walk = (d: string) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
@@ -93,7 +93,7 @@ test('the graph programs (src/train/onnx, src/train/tflite, src/train/program, s
       else if (e.name.endsWith('.ts')) files.push(join(d, e.name));
     }
   };
-  for (const dir of ['src/train/onnx', 'src/train/tflite', 'src/train/program', 'src/train/tfjs-graph']) walk(join(root, dir));
+  for (const dir of ['src/engine/onnx', 'src/engine/tflite', 'src/engine/program', 'src/engine/tfjs-graph', 'src/train/onnx', 'src/train/tflite', 'src/train/program', 'src/train/tfjs-graph']) walk(join(root, dir));
   assert.ok(files.length >= 20, `${files.length} files`);
   const bad: string[] = [];
   for (const file of files) {

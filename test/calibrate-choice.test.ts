@@ -6,9 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { calibrationMeasure, chooseOnCalibration } from '../src/train/calibrate.ts';
-import { modelToStore } from '../src/train/model-weights.ts';
+import { modelToStore } from '../src/engine/model-weights.ts';
 import { exactDiff } from '../src/diff/exact.ts';
 import { getHasher } from '../src/core/hasher.ts';
 

@@ -1,6 +1,6 @@
 /**
  * The capture machine shared by compiled training steps and compiled forward passes
- * (src/train/compiled/capture.ts), on the path no training test reaches on purpose: a plan that
+ * (src/engine/compiled/capture.ts), on the path no training test reaches on purpose: a plan that
  * goes stale (a tensor it reads is replaced) is dropped and captured again, the runs stay equal to
  * eager runs, and after MAX_RECAPTURES the key is refused with the reason said once; both users
  * count their runs the same way.
@@ -8,10 +8,10 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { CompiledSteps, type StepOutputs } from '../src/train/compiled/step.ts';
-import { ForwardPlans } from '../src/train/compiled/forward.ts';
-import { MAX_RECAPTURES, outputDifference } from '../src/train/compiled/capture.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { CompiledSteps, type StepOutputs } from '../src/engine/compiled/step.ts';
+import { ForwardPlans } from '../src/engine/compiled/forward.ts';
+import { MAX_RECAPTURES, outputDifference } from '../src/engine/compiled/capture.ts';
 
 before(async () => {
   await initBackend('wasm');

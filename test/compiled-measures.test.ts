@@ -1,6 +1,6 @@
 /**
  * Passes repeated over the same inputs outside training run as compiled forward plans
- * (src/train/compiled/forward.ts) and give what the eager passes give, to the bit: the calibration
+ * (src/engine/compiled/forward.ts) and give what the eager passes give, to the bit: the calibration
  * measure's passes (one per candidate measured; a layers model's and an ONNX program's), the
  * closeness of a payload (the base's pass, then the patched one), and the program trainer's
  * outputs on its evaluation examples before and after training (the same payload bytes with
@@ -9,14 +9,14 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { ForwardPlans, forwardSwitch } from '../src/train/compiled/forward.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { ForwardPlans, forwardSwitch } from '../src/engine/compiled/forward.ts';
 import { calibrationMeasure } from '../src/train/calibrate.ts';
-import { modelToStore } from '../src/train/model-weights.ts';
+import { modelToStore } from '../src/engine/model-weights.ts';
 import { onnxCalibration, onnxPayloadCloseness } from '../src/train/onnx/payload-closeness.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
-import { ProgramTrainingModel } from '../src/train/program/training-model.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
+import { ProgramTrainingModel } from '../src/engine/program/training-model.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { exactDiff } from '../src/diff/exact.ts';
 import { getHasher } from '../src/core/hasher.ts';

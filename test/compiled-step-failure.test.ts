@@ -1,5 +1,5 @@
 /**
- * A compiled training step whose replay fails (src/train/compiled/capture.ts, plan.ts): before any
+ * A compiled training step whose replay fails (src/engine/compiled/capture.ts, plan.ts): before any
  * kernel wrote a variable in place, the step runs eagerly instead and training goes on exactly as
  * eager training; after the fused Adam had updated some variables' moments in place, running the
  * step again would count its gradient twice in them, so the caller gets a typed error saying so,
@@ -8,10 +8,10 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { CompiledSteps, type StepOutputs } from '../src/train/compiled/step.ts';
-import type { StepPlan } from '../src/train/compiled/plan.ts';
-import { ADAM_STEP, FusedAdam } from '../src/train/kernels/adam.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { CompiledSteps, type StepOutputs } from '../src/engine/compiled/step.ts';
+import type { StepPlan } from '../src/engine/compiled/plan.ts';
+import { ADAM_STEP, FusedAdam } from '../src/engine/kernels/adam.ts';
 import { TrainingStepError } from '../src/core/errors.ts';
 
 before(async () => {

@@ -1,5 +1,5 @@
 /**
- * The wasm convolution kernels (src/train/kernels/conv2d.ts and the two gradients) check their
+ * The wasm convolution kernels (src/engine/kernels/conv2d.ts and the two gradients) check their
  * operands' shapes before any sum: called directly (tf.engine().runKernel, as a compiled plan or
  * another library may), a dy or filter of the wrong shape was read past its end on the
  * WebAssembly heap and gave a gradient of whatever lay there. Now a typed error says what was
@@ -8,9 +8,9 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { UsageError } from '../src/core/errors.ts';
-import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
+import { nativeAddonStatus } from '../src/engine/kernels/native/index.ts';
 
 const backends = nativeAddonStatus().available ? ['wasm', 'native'] : ['wasm'];
 

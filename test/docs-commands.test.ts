@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { main } from '../cli/ndiff.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
 import { seededRandom } from '../src/core/random.ts';

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { main } from '../cli/ndiff.ts';
-import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
+import { nativeAddonStatus } from '../src/engine/kernels/native/index.ts';
 import { validateResults, type ResultRow } from '../src/report/results.ts';
 import { tempDir } from './helpers/dirs.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';

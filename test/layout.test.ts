@@ -50,7 +50,7 @@ test('device-side files import no node builtin, no tfjs and nothing outside the 
 test('only the trainers, the live-model store and the library calls\' measuring on inputs import tfjs', () => {
   // src/front/measure/ (diff's eval and calibrate) loads tfjs and the trainers at run time only
   // (src/front/measure/lazy.ts); test/package.test.ts bundles the neural-diff entry to prove it pulls in no tfjs.
-  const allowed = ['src/train/', 'src/method/contract.ts', ...['sparse', 'hash', 'lowrank', 'composite', 'lowbit'].map((m) => `src/${m}-diff/trainer.ts`), 'src/io/tfjs/live-model-store.ts', 'src/front/measure/'];
+  const allowed = ['src/engine/', 'src/train/', 'src/method/contract.ts', ...['sparse', 'hash', 'lowrank', 'composite', 'lowbit'].map((m) => `src/${m}-diff/trainer.ts`), 'src/io/tfjs/live-model-store.ts', 'src/front/measure/'];
   const bad = [...graph].filter(([file, { packages }]) => packages.some((p) => p.startsWith('@tensorflow/')) && !allowed.some((a) => file.startsWith(a))).map(([f]) => f);
   assert.deepEqual(bad, []);
 });
@@ -67,6 +67,19 @@ test('each model format is its own folder: formats do not import each other, and
       if (m[1] === 'durable' || (formats.includes(m[1]) && n[1] !== 'durable')) bad.push(`${file} imports ${l}`);
     }
   }
+  assert.deepEqual(bad, []);
+});
+
+/** What the training engine (src/engine/) may import: itself, the core and the model formats' readers. */
+const engineMayImport = ['src/engine/', 'src/core/', 'src/io/'];
+
+test('the training engine knows nothing of diffs: src/engine/ imports only itself, src/core/ and src/io/', () => {
+  const bad: string[] = [];
+  for (const [file, { local }] of graph) {
+    if (!file.startsWith('src/engine/')) continue;
+    for (const l of local) if (!engineMayImport.some((p) => l.startsWith(p))) bad.push(`${file} imports ${l}`);
+  }
+  assert.ok([...graph.keys()].filter((f) => f.startsWith('src/engine/')).length > 50, 'src/engine/ holds the engine');
   assert.deepEqual(bad, []);
 });
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { nativeHowTo } from '../src/train/kernels/native/loader.ts';
+import { nativeHowTo } from '../src/engine/kernels/native/loader.ts';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 

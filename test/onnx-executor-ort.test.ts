@@ -1,5 +1,5 @@
 /**
- * The trainer's ONNX executor (src/train/onnx) against onnxruntime-web on the real models shipped
+ * The trainer's ONNX executor (src/engine/onnx) against onnxruntime-web on the real models shipped
  * in npm packages: Silero VAD v5 and v6 (`@ricky0123/vad-web`), fed frame by frame as the VAD
  * library feeds them (512 new samples behind the previous frame's last 64, the LSTM state
  * carried, sr = 16000), and the openWakeWord models (melspectrogram, embedding, classifiers).
@@ -15,8 +15,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-web';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
 
 const root = path.join(import.meta.dirname, '..');
 const VAD = path.join(root, 'node_modules/@ricky0123/vad-web/dist');

@@ -1,5 +1,5 @@
 /**
- * The trainer's ONNX executor (src/train/onnx): ONNX's own backend tests (libonnx-testdata; skipped
+ * The trainer's ONNX executor (src/engine/onnx): ONNX's own backend tests (libonnx-testdata; skipped
  * with the reason when it is absent and cannot be installed), variables named exactly as the ONNX
  * weight store names the patchable weights, an int8 weight kept on its grid, the refusal of an
  * unimplemented operator before anything runs, and gradients against finite differences on a
@@ -11,12 +11,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-web';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { UnsupportedOperatorError } from '../src/core/errors.ts';
-import { decodeOnnxTensor } from '../src/train/onnx/model.ts';
-import { tensorOf, tfDtype } from '../src/train/onnx/ops/op.ts';
+import { decodeOnnxTensor } from '../src/engine/onnx/model.ts';
+import { tensorOf, tfDtype } from '../src/engine/onnx/ops/op.ts';
 import { ensureOnnxTestData, ONNX_TESTDATA, runOnnxConformance } from '../bench/onnx-conformance.ts';
 import { DT, f32le, fixture, graph, model, node, tensor, valueInfo } from './helpers/onnx-build.ts';
 

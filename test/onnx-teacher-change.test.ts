@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { trainOnnxDiff, type OnnxDataset } from '../src/train/onnx/train-onnx.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { applyPayload } from '../src/apply/index.ts';

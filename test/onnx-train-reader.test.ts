@@ -7,10 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ModelFormatError } from '../src/core/errors.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
-import { decodeOnnxModel } from '../src/train/onnx/model.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
+import { decodeOnnxModel } from '../src/engine/onnx/model.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { fBytes, fString, fVarint, graph, model, node, valueInfo, varint } from './helpers/onnx-build.ts';
 
 await initBackend('wasm');

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { trainOnnxDiff, decisions, type OnnxDataset } from '../src/train/onnx/train-onnx.ts';
 import { OnnxWeightStore } from '../src/io/onnx/store.ts';
 import { DT, f32le, graph, model, node, tensor, valueInfoFree } from './helpers/onnx-build.ts';

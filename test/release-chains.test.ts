@@ -33,7 +33,7 @@ import { readRecord, type EdgePolicy, type ReleaseRecord } from '../src/release/
 import type { ManifestPayload } from '../src/updater/manifest.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { tempDir, writeStore } from './helpers/dirs.ts';
 
 const work = await tempDir('nd-release-chains-');

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { main } from '../cli/ndiff.ts';
 import type { CliIO } from '../cli/common.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { fingerprintStore } from '../src/core/fingerprint.ts';
 import { getHasher } from '../src/core/hasher.ts';

@@ -27,7 +27,7 @@ import { jobFiles } from '../src/release/jobs.ts';
 import { checkTicket, runTicket } from '../src/release/ticket.ts';
 import { publishReleaseFolder } from '../src/release/publish.ts';
 import type { JobResult } from '../src/release/record.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { tempDir } from './helpers/dirs.ts';
 import { inAnHour } from './helpers/release-chain.ts';
 import { runNdiff } from './helpers/ndiff-run.ts';

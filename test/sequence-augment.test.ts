@@ -1,5 +1,5 @@
 /**
- * Augmentation of a stateful model's whole sequences (src/train/program/training-model.ts
+ * Augmentation of a stateful model's whole sequences (src/engine/program/training-model.ts
  * `augmentBatch`, src/train/augment.ts `waveAugmenter`): a sequence is augmented once as one
  * waveform and trained as a copy of its frames; the teacher scores that copy run from its start
  * with the state carried (never its cached rows of the clean sequence), anew when the copy is
@@ -12,11 +12,11 @@ import { DataError, UsageError } from '../src/core/errors.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { augmentCandidates } from '../src/train/augment-auto.ts';
 import { waveAugmenter, type Augmentation } from '../src/train/augment.ts';
-import { initBackend } from '../src/train/backend.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
 import { trainOnnxDiff, type TrainOnnxOptions } from '../src/train/onnx/train-onnx.ts';
-import { ProgramTrainingModel, type ProgramExamples } from '../src/train/program/training-model.ts';
-import { checkAugmentedIds } from '../src/train/program/example-ids.ts';
+import { ProgramTrainingModel, type ProgramExamples } from '../src/engine/program/training-model.ts';
+import { checkAugmentedIds } from '../src/engine/program/example-ids.ts';
 import { lstm, sequences } from './helpers/onnx-models.ts';
 
 await initBackend('wasm');

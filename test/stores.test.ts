@@ -24,7 +24,7 @@ import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { tfModelStore } from '../src/io/tfjs/live-model-store.ts';
 import { SafetensorsWeightStore, parseSafetensorsHeader, serializeSafetensors, concatChunks } from '../src/io/safetensors/store.ts';
 import { openSafetensorsFile, writeSafetensorsFile } from '../src/io/safetensors/files.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { pretrainedModelDir } from './helpers/pretrained.ts';
 import { memoryCopy, perturbed } from './helpers/perturb.ts';
 import { rng } from './helpers/models.ts';

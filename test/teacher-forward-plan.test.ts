@@ -1,5 +1,5 @@
 /**
- * The teacher's forward passes compiled (src/train/compiled/forward.ts): a layers teacher's, an
+ * The teacher's forward passes compiled (src/engine/compiled/forward.ts): a layers teacher's, an
  * ONNX and a LiteRT program teacher's and a TF.js graph-model teacher's rows come from a replayed
  * plan and equal the eager rows bit for bit; a
  * smaller last batch gets its own plan; what a plan cannot hold runs eagerly and says why; a
@@ -8,15 +8,15 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { ForwardPlans } from '../src/train/compiled/forward.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { ForwardPlans } from '../src/engine/compiled/forward.ts';
 import { outputRows } from '../src/train/teacher.ts';
 import { evaluate, evaluateWith } from '../src/train/data.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
-import { modelToStore } from '../src/train/model-weights.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
-import { ProgramTrainingModel } from '../src/train/program/training-model.ts';
+import { modelToStore } from '../src/engine/model-weights.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
+import { ProgramTrainingModel } from '../src/engine/program/training-model.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { GraphModelTeacher } from '../src/train/tfjs-graph/graph-teacher.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
@@ -24,7 +24,7 @@ import { cnn, images, lstm, sequences } from './helpers/onnx-models.ts';
 import { cnnInputs, cnnWeights, SIDE, writeGraphCnn } from './helpers/graph-model.ts';
 import { tempDir } from './helpers/dirs.ts';
 import { mlpTflite } from './helpers/tflite-build.ts';
-import { TfliteProgram } from '../src/train/tflite/program.ts';
+import { TfliteProgram } from '../src/engine/tflite/program.ts';
 
 before(async () => {
   await initBackend('wasm');

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { withLabels, type PreparedTeacher } from '../src/train/teacher.ts';
 
 /** A layer whose declared output (what the memory estimate reads) is as large as a deep image model's activations. */

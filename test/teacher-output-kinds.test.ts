@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { trainTfliteDiff } from '../src/train/tflite/train-tflite.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { NoImprovementError } from '../src/core/errors.ts';

@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { storedModelBytes } from '../src/diff/build.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { trainTfjsGraphDiff } from '../src/train/tfjs-graph/train-graph.ts';
 import { pretrainedModelDir } from './helpers/pretrained.ts';
 import { seeded } from './helpers/graph-model.ts';

@@ -10,8 +10,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { modelToStore } from '../src/train/model-weights.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { modelToStore } from '../src/engine/model-weights.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { seededRandom } from '../src/core/random.ts';
 

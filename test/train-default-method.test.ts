@@ -16,7 +16,7 @@ import { decodePayload } from '../src/core/format.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { buildTflite, f32Bytes, T } from './helpers/tflite-build.ts';
 import { cnn, images } from './helpers/onnx-models.ts';
 

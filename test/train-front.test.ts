@@ -16,7 +16,7 @@ import { seededRandom } from '../src/core/random.ts';
 import { readMsgpack } from '../src/core/msgpack-read.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { train, type TrainOptions, type TrainProgress } from '../src/train/front.ts';
 import { main } from '../cli/ndiff.ts';
 import { cnnInputs, cnnWeights, retrained, SIDE, writeGraphCnn } from './helpers/graph-model.ts';

@@ -2,7 +2,7 @@
  * Shapes a TF.js graph model derives from its constants, bounded as those of `.tflite` and `.onnx`
  * files are (train-shape-bounds.test.ts): a `model.json` whose Pad, Tile, BroadcastTo, Fill,
  * OneHot, Range or ResizeBilinear asks for 10^10 elements is refused with a ModelFormatError before
- * tfjs allocates (src/train/tfjs-graph/shape-guard.ts), when the program runs and when training
+ * tfjs allocates (src/engine/tfjs-graph/shape-guard.ts), when the program runs and when training
  * probes the graph; the same operators with small constants run as before.
  */
 import { test } from 'node:test';
@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ModelFormatError } from '../src/core/errors.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { writeModelDir } from '../src/io/tfjs/model-dir.ts';
-import { TfjsGraphProgram } from '../src/train/tfjs-graph/graph-program.ts';
+import { TfjsGraphProgram } from '../src/engine/tfjs-graph/graph-program.ts';
 import { trainTfjsGraphDiff } from '../src/train/tfjs-graph/train-graph.ts';
 
 await tf.setBackend('cpu');

@@ -1,5 +1,5 @@
 /**
- * Batched matrix products on wasm (src/train/kernels/batch-mat-mul.c and .ts): the SIMD kernel, its
+ * Batched matrix products on wasm (src/engine/kernels/batch-mat-mul.c and .ts): the SIMD kernel, its
  * scalar twin and the stock tfjs-backend-wasm BatchMatMul give the same bits on many shapes (every
  * transpose combination, broadcast batches, sizes not a multiple of 4, size-1 and empty axes, the
  * shared dimension across the stock kernel's blocks of 48, signed zeros, infinities and NaN), and
@@ -10,11 +10,11 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { UsageError } from '../src/core/errors.ts';
-import { batchMatMulInWasm, batchMatMulReference, STOCK_BLOCK } from '../src/train/kernels/batch-mat-mul.ts';
-import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
-import { asWasm, runStock } from '../src/train/kernels/util.ts';
+import { batchMatMulInWasm, batchMatMulReference, STOCK_BLOCK } from '../src/engine/kernels/batch-mat-mul.ts';
+import { simdKernelSwitch, trainKernelsUnavailable } from '../src/engine/kernels/train-kernels-simd.ts';
+import { asWasm, runStock } from '../src/engine/kernels/util.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 import { attention, tokenSequences } from './helpers/onnx-models.ts';

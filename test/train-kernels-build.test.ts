@@ -1,5 +1,5 @@
 /**
- * The trainer's SIMD kernels (src/train/kernels/*.c) are rebuilt from source with
+ * The trainer's SIMD kernels (src/engine/kernels/*.c) are rebuilt from source with
  * scripts/build-train-kernels.ts and must give the committed module's bytes, from this checkout and
  * from a copy of the sources elsewhere (no path reaches the output). Skipped, saying why, only where
  * clang or wasm-ld is missing (CI installs them: .ci/run). Also: the module owns no memory of its
@@ -14,7 +14,7 @@ import wabt from 'wabt';
 import { buildTrainKernels, C_SOURCES, clangVersion, EXPORTS, KERNEL_DIR, missingToolchain } from '../scripts/build-train-kernels.ts';
 import { fromHex } from '../src/core/hex.ts';
 import { onceSkip } from './helpers/benchmarks.ts';
-import { TRAIN_KERNELS_COMPILER, TRAIN_KERNELS_WASM } from '../src/train/kernels/train-kernels-wasm.ts';
+import { TRAIN_KERNELS_COMPILER, TRAIN_KERNELS_WASM } from '../src/engine/kernels/train-kernels-wasm.ts';
 
 const committed = fromHex(TRAIN_KERNELS_WASM);
 
@@ -28,7 +28,7 @@ test('the committed train kernels are what the build script makes from the C sou
   const built = await buildTrainKernels();
   const compiler = await clangVersion();
   const stale = compiler === TRAIN_KERNELS_COMPILER
-    ? 'src/train/kernels/train-kernels-wasm.ts is stale: run npm run build:train-kernels'
+    ? 'src/engine/kernels/train-kernels-wasm.ts is stale: run npm run build:train-kernels'
     : `the committed module was built by ${TRAIN_KERNELS_COMPILER}, this machine has ${compiler}: rebuild with the former`;
   assert.ok(Buffer.from(built).equals(Buffer.from(committed)), stale);
   const elsewhere = await mkdtemp(path.join(os.tmpdir(), 'ndiff kernels é '));

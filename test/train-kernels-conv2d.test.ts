@@ -1,5 +1,5 @@
 /**
- * Convolutions on wasm in our SIMD kernels (src/train/kernels/conv2d.c and .ts): Conv2D,
+ * Convolutions on wasm in our SIMD kernels (src/engine/kernels/conv2d.c and .ts): Conv2D,
  * FusedConv2D (bias, ReLU, ReLU6), Conv2DBackpropFilter and Conv2DBackpropInput give their scalar
  * twins' bits on many shapes (strides, dilations, 'same', 'valid' and explicit padding, odd sizes,
  * 1x1 filters, a filter wider than its input, output channels not a multiple of 4 or 8, batches
@@ -8,12 +8,12 @@
  * convolutions of 3 taps along the width at stride 1 give the bits of the Winograd F(2, 3) or
  * F(4, 3) twin (conv2d-winograd.ts), and with it off the direct twin's.
  * The keyword model's compiled step runs its convolutions' bias adds in these kernels' epilogue
- * (src/train/compiled/epilogue.ts) and keeps the eager step's payload bytes.
+ * (src/engine/compiled/epilogue.ts) and keeps the eager step's payload bytes.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import {
   conv2dFilterGradReference,
   conv2dInputGradReference,
@@ -23,11 +23,11 @@ import {
   convShapeOf,
   type ConvActivation,
   type ConvShape,
-} from '../src/train/kernels/conv2d.ts';
-import { conv2dFilterGradWinogradReference, conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits, winogradRowsReference, winogradSwitch } from '../src/train/kernels/conv2d-winograd.ts';
-import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
-import { asWasm, kernelLimits } from '../src/train/kernels/util.ts';
-import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
+} from '../src/engine/kernels/conv2d.ts';
+import { conv2dFilterGradWinogradReference, conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits, winogradRowsReference, winogradSwitch } from '../src/engine/kernels/conv2d-winograd.ts';
+import { simdKernelSwitch, trainKernelsUnavailable } from '../src/engine/kernels/train-kernels-simd.ts';
+import { asWasm, kernelLimits } from '../src/engine/kernels/util.ts';
+import { epilogueSwitch } from '../src/engine/compiled/epilogue.ts';
 import { KEYWORD_EXAMPLES, keywordEagerAndCompiled } from './helpers/keyword-steps.ts';
 import { randomValues, relError } from './helpers/kernel-tests.ts';
 

@@ -1,5 +1,5 @@
 /**
- * The fused element-wise kernel (src/train/kernels/elementwise.ts, .c; issue #63): every opcode and
+ * The fused element-wise kernel (src/engine/kernels/elementwise.ts, .c; issue #63): every opcode and
  * random programs over many shapes (widths that fill no vector, blocks split inside a row of
  * channels), inputs of the output's size, scalars and per-channel vectors. The SIMD kernel and its
  * JavaScript twin give the same bits, and the bits tfjs' own wasm kernels give op by op (the
@@ -9,10 +9,10 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { ARITY, OP, blockLength, programError, runElementwise, runElementwiseF64, runElementwiseJs, type ElementwiseProgram, type InputKind, type OpName } from '../src/train/kernels/elementwise.ts';
-import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
-import { asWasm } from '../src/train/kernels/util.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { ARITY, OP, blockLength, programError, runElementwise, runElementwiseF64, runElementwiseJs, type ElementwiseProgram, type InputKind, type OpName } from '../src/engine/kernels/elementwise.ts';
+import { simdKernelSwitch, trainKernelsUnavailable } from '../src/engine/kernels/train-kernels-simd.ts';
+import { asWasm } from '../src/engine/kernels/util.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 
 before(async () => {

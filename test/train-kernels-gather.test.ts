@@ -1,5 +1,5 @@
 /**
- * GatherV2 on wasm as row copies (src/train/kernels/gather.ts): on many shapes, axes and index
+ * GatherV2 on wasm as row copies (src/engine/kernels/gather.ts): on many shapes, axes and index
  * counts (runs shorter and longer than the element-by-element limit), float32 and int32, the bits
  * of the stock kernel it replaces and of the scalar twin; an index outside the axis is refused
  * as the stock kernel refuses it; batch dimensions still go to the stock kernel.
@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { gatherReference } from '../src/train/kernels/gather.ts';
-import { stockKernel } from '../src/train/kernels/util.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { gatherReference } from '../src/engine/kernels/gather.ts';
+import { stockKernel } from '../src/engine/kernels/util.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 
 before(async () => {

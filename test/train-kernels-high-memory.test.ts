@@ -12,11 +12,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { conv2dFilterGradWinogradReference, conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits } from '../src/train/kernels/conv2d-winograd.ts';
-import { conv2dFilterGradReference, conv2dInputGradReference, conv2dReference, convLimits, convShapeOf } from '../src/train/kernels/conv2d.ts';
-import { runElementwise, runElementwiseJs, type ElementwiseProgram } from '../src/train/kernels/elementwise.ts';
-import { asWasm, offsetOf } from '../src/train/kernels/util.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { conv2dFilterGradWinogradReference, conv2dInputGradWinogradReference, conv2dWinogradReference, winogradFits } from '../src/engine/kernels/conv2d-winograd.ts';
+import { conv2dFilterGradReference, conv2dInputGradReference, conv2dReference, convLimits, convShapeOf } from '../src/engine/kernels/conv2d.ts';
+import { runElementwise, runElementwiseJs, type ElementwiseProgram } from '../src/engine/kernels/elementwise.ts';
+import { asWasm, offsetOf } from '../src/engine/kernels/util.ts';
 import type { TensorInfo } from '@tensorflow/tfjs';
 
 const TWO_GIB = 2 ** 31;

@@ -1,6 +1,6 @@
 /**
  * Softmax's gradient and a first-axis Gather's gradient as one kernel each (issue #63,
- * src/train/kernels/softmax-grad.ts and gather-grad.ts): the SIMD kernels (softmax-gather-grad.c)
+ * src/engine/kernels/softmax-grad.ts and gather-grad.ts): the SIMD kernels (softmax-gather-grad.c)
  * and their JavaScript twins beside float64 twins on many shapes, with tails that no vector fills;
  * through tf.grad on wasm, the bits of tfjs' own gradients (the chains they replace), in one kernel
  * call where tfjs ran four or five.
@@ -8,11 +8,11 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { GATHER_GRAD, gatherGradJs, gatherGradReference } from '../src/train/kernels/gather-grad.ts';
-import { SOFTMAX_GRAD, softmaxGradJs, softmaxGradReference } from '../src/train/kernels/softmax-grad.ts';
-import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
-import { asWasm } from '../src/train/kernels/util.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { GATHER_GRAD, gatherGradJs, gatherGradReference } from '../src/engine/kernels/gather-grad.ts';
+import { SOFTMAX_GRAD, softmaxGradJs, softmaxGradReference } from '../src/engine/kernels/softmax-grad.ts';
+import { simdKernelSwitch, trainKernelsUnavailable } from '../src/engine/kernels/train-kernels-simd.ts';
+import { asWasm } from '../src/engine/kernels/util.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 
 /** Largest |a - b| relative to the largest |b|; refuses a comparison against zeros. */

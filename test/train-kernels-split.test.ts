@@ -1,13 +1,13 @@
 /**
- * SplitV on wasm through our Slice (src/train/kernels/slice.ts): on many shapes, axes and splits
+ * SplitV on wasm through our Slice (src/engine/kernels/slice.ts): on many shapes, axes and splits
  * (equal parts, given sizes, a -1 size, the transformer's [32, 32, 192] into three), float32,
  * int32 and bool, the parts the stock kernel gives, element for element.
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { simdKernelSwitch } from '../src/train/kernels/train-kernels-simd.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { simdKernelSwitch } from '../src/engine/kernels/train-kernels-simd.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 
 before(async () => {

@@ -1,19 +1,19 @@
 /**
  * The kernels a transformer's training step leans on (issue #63), each beside its scalar twin on
  * many shapes, and through the registered wasm kernel against tfjs' cpu backend: Transpose
- * (src/train/kernels/transpose.ts), a LayerNorm's normalisation and the exact GELU with their
- * gradients (src/train/kernels/transformer.ts), and the ONNX executor running those chains fused
- * (src/train/onnx/fuse.ts) with the outputs and weight gradients of the chains run node by node.
+ * (src/engine/kernels/transpose.ts), a LayerNorm's normalisation and the exact GELU with their
+ * gradients (src/engine/kernels/transformer.ts), and the ONNX executor running those chains fused
+ * (src/engine/onnx/fuse.ts) with the outputs and weight gradients of the chains run node by node.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { simplifyPermutation, transposeInto, transposeReference } from '../src/train/kernels/transpose.ts';
-import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
-import { asWasm } from '../src/train/kernels/util.ts';
-import { gelu, layerNormalize, erf, erfSeries, geluGradInto, geluGradReference, geluInto, geluReference, layerNormGradInto, layerNormGradReference, layerNormInto, layerNormReference } from '../src/train/kernels/transformer.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { simplifyPermutation, transposeInto, transposeReference } from '../src/engine/kernels/transpose.ts';
+import { simdKernelSwitch, trainKernelsUnavailable } from '../src/engine/kernels/train-kernels-simd.ts';
+import { asWasm } from '../src/engine/kernels/util.ts';
+import { gelu, layerNormalize, erf, erfSeries, geluGradInto, geluGradReference, geluInto, geluReference, layerNormGradInto, layerNormGradReference, layerNormInto, layerNormReference } from '../src/engine/kernels/transformer.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 import { DT, f32le, graph, model, node, tensor, valueInfo } from './helpers/onnx-build.ts';
 
@@ -116,8 +116,8 @@ describe('Transpose beside its scalar twin', () => {
 describe('registration', () => {
   it('the wasm and native backends run these kernels in place of the stock ones', async () => {
     await initBackend('wasm');
-    const { FIXED_WASM_KERNELS } = await import('../src/train/kernels/index.ts');
-    const { transposeConfig } = await import('../src/train/kernels/transpose.ts');
+    const { FIXED_WASM_KERNELS } = await import('../src/engine/kernels/index.ts');
+    const { transposeConfig } = await import('../src/engine/kernels/transpose.ts');
     assert.ok((FIXED_WASM_KERNELS as readonly string[]).includes('Transpose'));
     assert.equal(tf.getKernel('Transpose', 'wasm')?.kernelFunc.toString(), transposeConfig().kernelFunc.toString());
   });
@@ -275,7 +275,7 @@ describe('the ONNX executor runs a LayerNorm\'s decomposed form and the exact GE
     await initBackend('wasm');
     // The same graph with the Erf's output also a graph output: nothing may fuse away.
     const program = new OnnxProgram(layerNormGeluModel(1, 2, 8));
-    const { fusionPlan } = await import('../src/train/onnx/fuse.ts');
+    const { fusionPlan } = await import('../src/engine/onnx/fuse.ts');
     const g = program.model.graph;
     assert.equal(fusionPlan(g, () => undefined).size, 0, 'no constant read, no chain');
     const withOutput = { ...g, outputs: [...g.outputs, { name: 'e', dataType: DT.FLOAT }] };

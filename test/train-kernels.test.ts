@@ -10,9 +10,9 @@ import os from 'node:os';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, initStockWasmBackend, STOCK_WASM_BACKEND } from '../src/train/backend.ts';
-import { simdKernelSwitch, trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
-import { kernelLimits, type WasmBackendLike } from '../src/train/kernels/util.ts';
+import { initBackend, initStockWasmBackend, STOCK_WASM_BACKEND } from '../src/engine/backend.ts';
+import { simdKernelSwitch, trainKernelsUnavailable } from '../src/engine/kernels/train-kernels-simd.ts';
+import { kernelLimits, type WasmBackendLike } from '../src/engine/kernels/util.ts';
 import { MissingDependencyError } from '../src/core/errors.ts';
 import { rand, randomValues, relError } from './helpers/kernel-tests.ts';
 
@@ -70,7 +70,7 @@ describe('initBackend', () => {
   });
 
   it('finds the .wasm files from any working directory', async () => {
-    const backendUrl = new URL('../src/train/backend.ts', import.meta.url).href;
+    const backendUrl = new URL('../src/engine/backend.ts', import.meta.url).href;
     const script =
       `const { initBackend } = await import(${JSON.stringify(backendUrl)});` +
       `const tf = await import(${JSON.stringify(import.meta.resolve('@tensorflow/tfjs'))});` +
@@ -435,7 +435,7 @@ describe('end to end: a tiny conv net trains the same on wasm and cpu', () => {
   });
 });
 
-describe('batch-norm gradient without Tile (src/train/kernels/batch-norm-grad.ts)', () => {
+describe('batch-norm gradient without Tile (src/engine/kernels/batch-norm-grad.ts)', () => {
   // The reference: the same function built from elementary ops, differentiated by tfjs through
   // their own gradients (no FusedBatchNorm involved), on cpu.
   const eps = 1e-3;
@@ -738,7 +738,7 @@ describe('Adam as one kernel (adam.c, FusedAdam)', () => {
   }
 
   it('gives the bits of tfjs\' Adam on wasm, with the SIMD kernel and with its JavaScript twin, and is tfjs\' Adam on cpu', async () => {
-    const { FusedAdam } = await import('../src/train/kernels/adam.ts');
+    const { FusedAdam } = await import('../src/engine/kernels/adam.ts');
     await initBackend('wasm');
     const reference = steps((lr) => tf.train.adam(lr));
     const fused = steps((lr) => new FusedAdam(lr));

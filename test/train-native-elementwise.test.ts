@@ -1,5 +1,5 @@
 /**
- * The native backend's element-wise, row and reduction kernels (src/train/kernels/native/
+ * The native backend's element-wise, row and reduction kernels (src/engine/kernels/native/
  * elementwise.c, broadcast.c, elementwise.ts; issue #63) on the addon's pool: the exact GELU and
  * its gradient, Relu's, Relu6's and ClipByValue's gradients, LayerNorm and its gradient, Softmax's
  * gradient, Sum and Mean over adjacent axes, Transpose, the binary ops with broadcasting and the
@@ -13,18 +13,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { ModelFormatError } from '../src/core/errors.ts';
-import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
-import { nativeAddonStatus, nativeElementwiseLimits, setNativeThreads } from '../src/train/kernels/native/index.ts';
-import { encodeProgram, softmaxJs, softmaxReference } from '../src/train/kernels/native/elementwise.ts';
-import { runElementwiseJs, type ElementwiseProgram, type InputKind, type OpName, OP } from '../src/train/kernels/elementwise.ts';
-import { channelSumJs } from '../src/train/kernels/sum.ts';
-import { SOFTMAX_GRAD, softmaxGradJs } from '../src/train/kernels/softmax-grad.ts';
-import { CLIP_GRAD, RELU6_GRAD, RELU_GRAD } from '../src/train/kernels/activation-grad.ts';
-import { trainKernelsUnavailable } from '../src/train/kernels/train-kernels-simd.ts';
-import { transposeGeometry, transposeReference } from '../src/train/kernels/transpose.ts';
-import { asWasm } from '../src/train/kernels/util.ts';
+import { loadNativeAddon } from '../src/engine/kernels/native/loader.ts';
+import { nativeAddonStatus, nativeElementwiseLimits, setNativeThreads } from '../src/engine/kernels/native/index.ts';
+import { encodeProgram, softmaxJs, softmaxReference } from '../src/engine/kernels/native/elementwise.ts';
+import { runElementwiseJs, type ElementwiseProgram, type InputKind, type OpName, OP } from '../src/engine/kernels/elementwise.ts';
+import { channelSumJs } from '../src/engine/kernels/sum.ts';
+import { SOFTMAX_GRAD, softmaxGradJs } from '../src/engine/kernels/softmax-grad.ts';
+import { CLIP_GRAD, RELU6_GRAD, RELU_GRAD } from '../src/engine/kernels/activation-grad.ts';
+import { trainKernelsUnavailable } from '../src/engine/kernels/train-kernels-simd.ts';
+import { transposeGeometry, transposeReference } from '../src/engine/kernels/transpose.ts';
+import { asWasm } from '../src/engine/kernels/util.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { attention, tokenSequences } from './helpers/onnx-models.ts';

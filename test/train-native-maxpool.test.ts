@@ -1,7 +1,7 @@
 /**
- * Max pooling and its gradient on the native backend (src/train/kernels/native/maxpool.c), alone and with
+ * Max pooling and its gradient on the native backend (src/engine/kernels/native/maxpool.c), alone and with
  * Relu's gradient in the same pass (the kernel compiled steps run in place of MaxPoolGrad then
- * Relu's gradient: src/train/compiled/epilogue.ts): bit for bit the scalar twins' values
+ * Relu's gradient: src/engine/compiled/epilogue.ts): bit for bit the scalar twins' values
  * (max-pool-grad.ts's maxPoolGradJs, activation-grad.ts's reluGradJs, maxPoolJs below) on many geometries, at 1, 2
  * and 3 threads; the registered kernels against the wasm backend's; bad arguments refused with a
  * typed error before anything is written. Skipped, saying why, where the addon is not built.
@@ -11,13 +11,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { ModelFormatError } from '../src/core/errors.ts';
-import { nativeAddonStatus, setNativeThreads } from '../src/train/kernels/native/index.ts';
-import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
-import { MAX_POOL_RELU_GRAD } from '../src/train/kernels/native/kernels.ts';
-import { maxPoolGradJs, type PoolGeometry } from '../src/train/kernels/max-pool-grad.ts';
-import { reluGradJs } from '../src/train/kernels/activation-grad.ts';
+import { nativeAddonStatus, setNativeThreads } from '../src/engine/kernels/native/index.ts';
+import { loadNativeAddon } from '../src/engine/kernels/native/loader.ts';
+import { MAX_POOL_RELU_GRAD } from '../src/engine/kernels/native/kernels.ts';
+import { maxPoolGradJs, type PoolGeometry } from '../src/engine/kernels/max-pool-grad.ts';
+import { reluGradJs } from '../src/engine/kernels/activation-grad.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 
 const status = nativeAddonStatus();

@@ -1,5 +1,5 @@
 /**
- * The native backend's intra-op threads (src/train/kernels/native/pool.c, blas.c): every threaded
+ * The native backend's intra-op threads (src/engine/kernels/native/pool.c, blas.c): every threaded
  * kernel (GEMMs, batched products, convolution forward and both gradients, the bias/activation
  * epilogue, sums cut into blocks and added in order) gives the same bits at 1, 2 and 3 threads (blocks cut from the shapes alone) and
  * matches the cpu backend (its scalar twin) within 1e-5 on many shapes: odd sizes, one row, one
@@ -14,16 +14,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { after, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { ModelFormatError, UsageError } from '../src/core/errors.ts';
-import { NATIVE, nativeAddonStatus, nativeBlasInfo, setNativeThreads } from '../src/train/kernels/native/index.ts';
+import { NATIVE, nativeAddonStatus, nativeBlasInfo, setNativeThreads } from '../src/engine/kernels/native/index.ts';
 import { startTrainingThreads, stopTrainingThreads } from '../src/train/parallel/threads.ts';
 import type { TrainingPool } from '../src/train/parallel/pool.ts';
-import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
-import { modelToStore } from '../src/train/model-weights.ts';
+import { loadNativeAddon } from '../src/engine/kernels/native/loader.ts';
+import { modelToStore } from '../src/engine/model-weights.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
 import { mnistSplits } from '../examples/lib/mnist-task.ts';
-import { adamStepJs, scalarsOf } from '../src/train/kernels/adam.ts';
+import { adamStepJs, scalarsOf } from '../src/engine/kernels/adam.ts';
 import { rand, randomValues, relError } from './helpers/kernel-tests.ts';
 
 const status = nativeAddonStatus();

@@ -1,5 +1,5 @@
 /**
- * The native backend (src/train/kernels/native: OpenBLAS through an N-API addon on the wasm heap):
+ * The native backend (src/engine/kernels/native: OpenBLAS through an N-API addon on the wasm heap):
  * every native kernel against the wasm backend's result on many shapes, a small conv/dense model's
  * gradients against the cpu backend within 1e-5, the same validation accuracy as wasm on a small
  * training task, bytes reproducible for a seed and thread count, and the fallback when the addon
@@ -17,13 +17,13 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { kernelLimits } from '../src/train/kernels/util.ts';
-import { NATIVE_KERNELS, nativeAddonStatus, nativeBlasInfo, nativePrefersWorkerPool, openBlasCoreChoice, openBlasCoreFor, setNativeThreads } from '../src/train/kernels/native/index.ts';
-import { NATIVE_ABI_SYMBOL } from '../src/train/kernels/native/loader.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { kernelLimits } from '../src/engine/kernels/util.ts';
+import { NATIVE_KERNELS, nativeAddonStatus, nativeBlasInfo, nativePrefersWorkerPool, openBlasCoreChoice, openBlasCoreFor, setNativeThreads } from '../src/engine/kernels/native/index.ts';
+import { NATIVE_ABI_SYMBOL } from '../src/engine/kernels/native/loader.ts';
 import { Identity } from '../src/train/full-params.ts';
 import { trainLoop } from '../src/train/loop.ts';
-import { modelToStore, namedVariables } from '../src/train/model-weights.ts';
+import { modelToStore, namedVariables } from '../src/engine/model-weights.ts';
 import { TrainingPool } from '../src/train/parallel/pool.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../examples/lib/mnist-task.ts';
@@ -270,7 +270,7 @@ describe('OpenBLAS kernels for the CPU', () => {
   });
 
   it('a user\'s OPENBLAS_CORETYPE wins', { skip: skip || (process.arch !== 'x64' ? 'x86-64 only' : false) }, async () => {
-    const probe = "const n = await import('./src/train/kernels/native/index.ts'); console.log(JSON.stringify({ core: n.nativeBlasInfo().corename, choice: n.openBlasCoreChoice() }));";
+    const probe = "const n = await import('./src/engine/kernels/native/index.ts'); console.log(JSON.stringify({ core: n.nativeBlasInfo().corename, choice: n.openBlasCoreChoice() }));";
     const { stdout } = await promisify(execFile)(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', '--input-type=module', '-e', probe], {
       cwd: root,
       env: { ...process.env, OPENBLAS_CORETYPE: 'Haswell' },
@@ -556,7 +556,7 @@ describe('without the addon', () => {
   });
 
   const script = [
-    "const { initBackend } = await import('./src/train/backend.ts');",
+    "const { initBackend } = await import('./src/engine/backend.ts');",
     "const { MissingDependencyError } = await import('./src/core/errors.ts');",
     "const picked = await initBackend('auto');",
     'let error;',
@@ -590,8 +590,8 @@ describe('without the addon', () => {
  */
 async function loaderVerdict(file: string): Promise<{ available: boolean; reason?: string; native?: { name: string; code: string; message: string } }> {
   const script = [
-    "const { nativeAddonStatus } = await import('./src/train/kernels/native/index.ts');",
-    "const { initBackend } = await import('./src/train/backend.ts');",
+    "const { nativeAddonStatus } = await import('./src/engine/kernels/native/index.ts');",
+    "const { initBackend } = await import('./src/engine/backend.ts');",
     'const s = nativeAddonStatus();',
     'let native;',
     "try { await initBackend('native'); } catch (e) { native = { name: e.constructor.name, code: e.code, message: e.message }; }",
@@ -663,7 +663,7 @@ describe('the addon checks every size product for overflow against the arrays it
   // B = H = W = CI = 65536: x's B*H*W*CI is 2^64, which wrapped to 0 and passed the length check
   // with a one-element x; reading the second batch item then ran off the heap (SIGSEGV).
   const script = (call: string) => [
-    "const { loadNativeAddon } = await import('./src/train/kernels/native/loader.ts');",
+    "const { loadNativeAddon } = await import('./src/engine/kernels/native/loader.ts');",
     'const addon = loadNativeAddon();',
     'let out;',
     `try { ${call}; out = { returned: true }; } catch (e) { out = { name: e.constructor.name, code: e.code, message: e.message }; }`,

@@ -1,5 +1,5 @@
 /**
- * A compiled step's intermediates in one arena (src/train/compiled/arena.ts): the layout never
+ * A compiled step's intermediates in one arena (src/engine/compiled/arena.ts): the layout never
  * lets two values alive at the same kernel share a byte (hostile lifetimes included); a replay
  * with the arena gives the bits of a replay without it and the eager step's values within
  * tolerance, while its kernels' outputs no longer go through the backend's `_malloc`; a kernel
@@ -10,11 +10,11 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { ARENA_ALIGN, arenaConflict, arenaSwitch, planArena, type Lifetime } from '../src/train/compiled/arena.ts';
-import { CompiledSteps, planDetail, type StepOutputs } from '../src/train/compiled/step.ts';
-import { resolve, StepPlan } from '../src/train/compiled/plan.ts';
-import { record } from '../src/train/compiled/record.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { ARENA_ALIGN, arenaConflict, arenaSwitch, planArena, type Lifetime } from '../src/engine/compiled/arena.ts';
+import { CompiledSteps, planDetail, type StepOutputs } from '../src/engine/compiled/step.ts';
+import { resolve, StepPlan } from '../src/engine/compiled/plan.ts';
+import { record } from '../src/engine/compiled/record.ts';
 import { UsageError } from '../src/core/errors.ts';
 import { runSteps } from './helpers/compiled-steps.ts';
 import { KEYWORD_EXAMPLES, keywordEagerAndCompiled } from './helpers/keyword-steps.ts';

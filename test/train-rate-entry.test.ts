@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../src/core/errors.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { trainAuto } from '../src/train/auto.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { trainTfjsGraphDiff } from '../src/train/tfjs-graph/train-graph.ts';

@@ -3,7 +3,7 @@
  * convolution or broadcast in a `.tflite` file, and ONNX's Pad, Reshape, Resize, Upsample, Tile,
  * Expand, ConstantOfShape, Range, OneHot, Gather, MatMul, Where and element-wise broadcasts, each
  * asking for far more elements than any example holds: refused with a ModelFormatError before tfjs
- * allocates (src/train/program/shape-bound.ts). The issue's cases (a 1 KB `.tflite` whose PAD asks
+ * allocates (src/engine/program/shape-bound.ts). The issue's cases (a 1 KB `.tflite` whose PAD asks
  * for 10^8 and 2 × 10^9 elements, and the same in ONNX) run `ndiff train` in a child process whose
  * peak memory is measured.
  */
@@ -15,9 +15,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ModelFormatError } from '../src/core/errors.ts';
-import { TfliteProgram } from '../src/train/tflite/program.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
-import { DerivedShapeBound, MIN_ELEMENTS_PER_EXAMPLE } from '../src/train/program/shape-bound.ts';
+import { TfliteProgram } from '../src/engine/tflite/program.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
+import { DerivedShapeBound, MIN_ELEMENTS_PER_EXAMPLE } from '../src/engine/program/shape-bound.ts';
 import { buildTflite, f32Bytes, T, type OperatorSpec, type TensorSpec } from './helpers/tflite-build.ts';
 import { DT, f32le, graph, model, node, tensor, valueInfo } from './helpers/onnx-build.ts';
 

@@ -1,5 +1,5 @@
 /**
- * Compiled steps on the native backend (src/train/compiled/epilogue.ts): a bias add after a
+ * Compiled steps on the native backend (src/engine/compiled/epilogue.ts): a bias add after a
  * convolution or a matmul runs in that GEMM's epilogue (FusedConv2D, _FusedMatMul: the same
  * OpenBLAS GEMM, then the bias added to each finished value), and a ReLU after it too (Relu's
  * bits, its gradient reading the GEMM's output), so the plan calls fewer kernels and the step
@@ -9,11 +9,11 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
-import { nativeAddonStatus } from '../src/train/kernels/native/index.ts';
-import { loadNativeAddon } from '../src/train/kernels/native/loader.ts';
-import { type StepOutputs } from '../src/train/compiled/step.ts';
-import { epilogueSwitch } from '../src/train/compiled/epilogue.ts';
+import { initBackend } from '../src/engine/backend.ts';
+import { nativeAddonStatus } from '../src/engine/kernels/native/index.ts';
+import { loadNativeAddon } from '../src/engine/kernels/native/loader.ts';
+import { type StepOutputs } from '../src/engine/compiled/step.ts';
+import { epilogueSwitch } from '../src/engine/compiled/epilogue.ts';
 import { KEYWORD_EXAMPLES, keywordEagerAndCompiled } from './helpers/keyword-steps.ts';
 import { randomValues } from './helpers/kernel-tests.ts';
 import { runSteps } from './helpers/compiled-steps.ts';

@@ -1,5 +1,5 @@
 /**
- * Compiled training steps (src/train/compiled/): a step captured once per phase and replayed on
+ * Compiled training steps (src/engine/compiled/): a step captured once per phase and replayed on
  * the backend's kernels reaches the eager step's losses and payload, for a TF.js layers model and
  * an ONNX program, on the sparse, hash and lowbit methods; what a plan cannot hold (a value read
  * into JavaScript mid-step, a value that changes between steps, a replay that drifts from the
@@ -8,16 +8,16 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { trainDiff, type TrainDiffResult } from '../src/train/train-diff.ts';
-import { modelToStore, setModelWeights } from '../src/train/model-weights.ts';
+import { modelToStore, setModelWeights } from '../src/engine/model-weights.ts';
 import { trainLoop } from '../src/train/loop.ts';
 import type { Parameterization } from '../src/method/contract.ts';
-import { CompiledSteps, outputDifference, type StepOutputs } from '../src/train/compiled/step.ts';
-import { record } from '../src/train/compiled/record.ts';
-import { OnnxProgram } from '../src/train/onnx/executor.ts';
-import { FusedAdam } from '../src/train/kernels/adam.ts';
-import { FUSED_ELEMENTWISE, planSwitch } from '../src/train/compiled/fuse.ts';
+import { CompiledSteps, outputDifference, type StepOutputs } from '../src/engine/compiled/step.ts';
+import { record } from '../src/engine/compiled/record.ts';
+import { OnnxProgram } from '../src/engine/onnx/executor.ts';
+import { FusedAdam } from '../src/engine/kernels/adam.ts';
+import { FUSED_ELEMENTWISE, planSwitch } from '../src/engine/compiled/fuse.ts';
 import type { MemoryWeightStore } from '../src/core/weight-store.ts';
 import { trainOnnxDiff } from '../src/train/onnx/train-onnx.ts';
 import { attention, cnn, images, tokenSequences } from './helpers/onnx-models.ts';

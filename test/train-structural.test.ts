@@ -26,7 +26,7 @@ import { structuralIntermediateFiles } from '../src/diff/structural.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { TfjsFilesStore } from '../src/io/tfjs/files-store.ts';
 import { readTfjsModelFiles, TFJS_REBUILD } from '../src/io/tfjs/folder-rebuild.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { mlpTflite } from './helpers/tflite-build.ts';
 import { CLASSES, cnnInputs, cnnWeights, retrained, writeGraphCnn } from './helpers/graph-model.ts';
 import { cnn, images } from './helpers/onnx-models.ts';

@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { formatBytes } from '../../src/diff/budget.ts';
 import { describeWidths } from '../../src/lowbit-diff/encoder.ts';
 import type { PostHocMethod } from '../../src/diff/advice.ts';
-import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
+import type { ProgramOutputKind } from '../../src/engine/program/training-model.ts';
 import { diff, type StructuralDiffReport, type ValueDiffReport } from '../../src/front/diff.ts';
 import { DIFF_CHOICES } from '../../src/front/diff-options.ts';
 import { choicesOf } from '../../src/core/choices.ts';

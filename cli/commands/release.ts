@@ -7,7 +7,7 @@ import { LEARNED_METHODS, type LearnedMethod } from '../../src/release/learned.t
 import { formatBytes } from '../../src/diff/budget.ts';
 import type { DriftCheck } from '../../src/release/add.ts';
 import type { ReleaseJob } from '../../src/release/record.ts';
-import type { ProgramOutputKind } from '../../src/train/program/training-model.ts';
+import type { ProgramOutputKind } from '../../src/engine/program/training-model.ts';
 import { closenessLines } from '../../src/front/measure/payload-eval.ts';
 import { DEFAULT_KEYFRAME_BELOW, release, type ReleaseJobExport } from '../../src/front/release.ts';
 import type { QualityTarget } from '../../src/front/quality-target.ts';

@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import type { TrainBackendName } from '../../src/train/backend.ts';
+import type { TrainBackendName } from '../../src/engine/backend.ts';
 import { TRAIN_CHOICES } from '../../src/train/front-settings.ts';
 import { choicesOf } from '../../src/core/choices.ts';
 import type { TrainOptions, TrainProgress } from '../../src/train/front.ts';

@@ -21,7 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import { main as ndiff } from '../../cli/ndiff.ts';
 import { saveNpy } from '../../src/io/npy/files.ts';
 import { fileSystemIO } from '../../src/io/tfjs/index.ts';
-import { initBackend } from '../../src/train/backend.ts';
+import { initBackend } from '../../src/engine/backend.ts';
 import { evaluate } from '../../src/train/data.ts';
 import { mnistModel, mnistSplits } from '../lib/mnist-task.ts';
 import { trainDiff } from '../../src/train/train-diff.ts';

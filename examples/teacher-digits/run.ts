@@ -22,9 +22,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../../src/train/backend.ts';
+import { initBackend } from '../../src/engine/backend.ts';
 import { evaluate, type LabelledData } from '../../src/train/data.ts';
-import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts';
+import { modelToStore, setModelWeights } from '../../src/engine/model-weights.ts';
 import { closeness, outputLayout, outputRows } from '../../src/train/teacher.ts';
 import { trainDiff, type TrainDiffOptions, type TrainMethod } from '../../src/train/train-diff.ts';
 import { calibrationMeasure, chooseOnCalibration, inputMoments, outputImportance } from '../../src/train/calibrate.ts';

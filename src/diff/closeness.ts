@@ -3,14 +3,14 @@
  * measurement, whoever makes it. `diff()`'s `eval` (neural-diff, as `EvalCloseness`) and the
  * trainers' `payloadCloseness` / `programPayloadCloseness` (neural-diff/train) both return it.
  * Types only and free of tfjs, so the `neural-diff` entry's declarations name it without reaching
- * the trainers'.
+ * the trainers'. How an output reads (`OutputKind`) is the engine's word (src/engine/program/output-kind.ts).
  */
+import type { OutputKind } from '../engine/program/output-kind.ts';
+
+export type { OutputKind };
 
 /** What decides "closer": top-1 agreement (classifier outputs) or mean absolute output difference. */
 export type ClosenessMetric = 'top1' | 'mae';
-
-/** How an ONNX or LiteRT model's output reads: `probability` (one value, decided at 0.5), `logit` (decided at 0), `probabilities` or `logits` (top-1), `values` (closeness only). */
-export type OutputKind = 'probability' | 'logit' | 'probabilities' | 'logits' | 'values';
 
 /** The closeness of the base and of base + payload to the target, on some inputs. */
 export interface PayloadCloseness {

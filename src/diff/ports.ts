@@ -9,7 +9,7 @@ import type { ModelFile } from '../core/model-files.ts';
 import { OnnxWeightStore } from '../io/onnx/store.ts';
 import { readTfliteGraph } from '../io/tflite/graph.ts';
 import { TfliteWeightStore } from '../io/tflite/store.ts';
-import { decodeOnnxModel } from '../train/onnx/model.ts';
+import { decodeOnnxModel } from '../engine/onnx/model.ts';
 
 /** A model input or output as the app feeding it sees it. */
 export interface Port {

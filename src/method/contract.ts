@@ -23,7 +23,7 @@ export interface Parameterization {
   status?(): Record<string, string | number>;
   /**
    * What the method's step computes now, as a key (its phase: e.g. hard mask and codec). A method
-   * that gives one has its own kernels captured in the step's compiled plan (src/train/compiled/),
+   * that gives one has its own kernels captured in the step's compiled plan (src/engine/compiled/),
    * a new plan whenever the key changes; without one (or null: in this phase a value changes at
    * every step), its part of the step runs eagerly around the plan of the model's forward and
    * backward pass.

@@ -54,7 +54,7 @@ export class SparseMask implements Parameterization {
   private beta: number;
   /**
    * β as the steps read it: a scalar variable set after each step (the same float32 the number
-   * would become), so a compiled step (src/train/compiled/) reads its value of the moment.
+   * would become), so a compiled step (src/engine/compiled/) reads its value of the moment.
    */
   private readonly betaT: tf.Variable;
   private phase: 'soft' | 'hard' = 'soft';

@@ -9,7 +9,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
 import { SEQUENCE_AUGMENTATIONS, type AugmentationName } from './augment.ts';
 import type { InputData, LabelledData } from './data.ts';
-import { modelToStore, setModelWeights } from './model-weights.ts';
+import { modelToStore, setModelWeights } from '../engine/model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult } from './options.ts';
 import type { AugmentedInputs } from './loop.ts';
 

@@ -16,10 +16,10 @@
  * Imports nothing but the core (no tfjs): the functions are testable on plain arrays.
  */
 import { UsageError } from '../core/errors.ts';
+import type { Augmentation } from '../engine/program/augmentation.ts';
 import { pitchShift, resample } from './resample.ts';
 
-/** One augmentation: a new batch from `x` (never changed) of shape `shape`, drawing from `random`. */
-export type Augmentation = (x: Float32Array, shape: readonly number[], random: () => number) => Float32Array;
+export type { Augmentation };
 
 /** Augmentations by name, as `--augment` lists them. */
 export const AUGMENTATIONS = ['time-shift', 'gain', 'noise', 'time-mask', 'freq-mask', 'freq-warp', 'time-stretch', 'speed', 'pitch', 'crop', 'flip', 'colour', 'mixup'] as const;

@@ -14,7 +14,7 @@ import { NoImprovementError, BudgetError, UsageError } from '../core/errors.ts';
 import { refuseWorseOnEval } from './eval-gate.ts';
 import type { InputData, LabelledData } from './data.ts';
 import type { TrainMethod } from './methods.ts';
-import { modelToStore, setModelWeights } from './model-weights.ts';
+import { modelToStore, setModelWeights } from '../engine/model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult } from './options.ts';
 import { trainDiff } from './train-diff.ts';
 import { checkTrainingRun } from './tuning.ts';

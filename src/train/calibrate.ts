@@ -18,9 +18,9 @@ import type { BuiltPayload } from '../diff/build.ts';
 import { BudgetError } from '../core/errors.ts';
 import { sameBytes } from '../io/tfjs/write.ts';
 import { seededRandom } from '../core/random.ts';
-import { namedVariables, setModelWeights } from './model-weights.ts';
+import { namedVariables, setModelWeights } from '../engine/model-weights.ts';
 import { closeness, defaultTeacherLoss, outputLayout, outputRows, type OutputSegment } from './teacher.ts';
-import { ForwardPlans, forwardSwitch } from './compiled/forward.ts';
+import { ForwardPlans, forwardSwitch } from '../engine/compiled/forward.ts';
 
 /** How close a model comes to the target on the calibration inputs. */
 export interface CalibrationCloseness {
@@ -56,7 +56,7 @@ export interface CalibrationMeasure {
  * A {@link CalibrationMeasure} for `model` (built from `base`'s weights) against `target` on the
  * inputs `x` (the first axis is the example). The target runs once; each call runs `model` once,
  * the same passes over the same inputs with other weights: after the first two they replay a
- * compiled forward plan (src/train/compiled/forward.ts, the eager passes' bits). Throws a
+ * compiled forward plan (src/engine/compiled/forward.ts, the eager passes' bits). Throws a
  * UsageError when the two models do not share inputs and outputs. Dispose the measure when done.
  */
 export function calibrationMeasure(model: tf.LayersModel, target: tf.LayersModel, base: WeightStore, x: tf.Tensor, batchSize = 256): CalibrationMeasure {

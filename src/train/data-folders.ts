@@ -13,9 +13,9 @@ import { readOnnxFileBytes } from '../io/onnx/files.ts';
 import { openTfliteFile } from '../io/tflite/files.ts';
 import { readTfliteGraph } from '../io/tflite/graph.ts';
 import { readFile } from 'node:fs/promises';
-import { decodeOnnxModel } from './onnx/model.ts';
-import type { ProgramDataset } from './program/datasets.ts';
-import type { ProgramInputValues, ProgramStatePair } from './program/training-model.ts';
+import { decodeOnnxModel } from '../engine/onnx/model.ts';
+import type { ProgramDataset } from '../engine/program/datasets.ts';
+import type { ProgramInputValues, ProgramStatePair } from '../engine/program/training-model.ts';
 
 /** `--state in:out` pairs. */
 export function parseStatePairs(specs: readonly string[]): ProgramStatePair[] {

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../core/errors.ts';
 import { seededRandom } from '../core/random.ts';
-import { frozenPass, type ForwardPlans } from './compiled/forward.ts';
+import { frozenPass, type ForwardPlans } from '../engine/compiled/forward.ts';
 
 export { seededRandom };
 
@@ -112,7 +112,7 @@ export function evaluate(model: tf.LayersModel, data: LabelledData, batchSize = 
   return evaluateWith(undefined, model, data, batchSize, fromLogits, predict);
 }
 
-/** {@link evaluate} through the model's compiled forward passes `forward` (src/train/compiled/forward.ts; the eager passes' bits). */
+/** {@link evaluate} through the model's compiled forward passes `forward` (src/engine/compiled/forward.ts; the eager passes' bits). */
 export function evaluateWith(forward: ForwardPlans | undefined, model: tf.LayersModel, data: LabelledData, batchSize = 256, fromLogits = outputIsLogits(model), predict?: (x: tf.Tensor) => tf.Tensor): Evaluation {
   const n = data.y.length;
   const predictions = new Int32Array(n);

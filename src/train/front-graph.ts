@@ -39,7 +39,7 @@ export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: Tr
   if (a.alsoConsider.length) throw new UsageError('alsoConsider (--also-consider) is for TF.js layers models and ONNX models for now; for a graph model leave it out and compare the payloads on your own data (ndiff diff --eval does not run graph models yet)');
   const { tf, initBackend, describeBackend, trainTfjsGraphDiff } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
-    ...(await import('./backend.ts')),
+    ...(await import('../engine/backend.ts')),
     ...(await import('./tfjs-graph/train-graph.ts')),
   }), '`ndiff train`');
   const { parseTrainable } = await import('./select.ts');

@@ -85,11 +85,11 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
   // without tfjs installed); without them, nothing else is worth checking.
   const { tf, initBackend, describeBackend, nativeAddonStatus, NATIVE_HOW_TO, trainDiff, trainAuto, competingPayload, silenceTfjsNodeBanner, parseTrainable, weightRoles, outputLayout } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
-    ...(await import('./backend.ts')),
-    ...(await import('./kernels/native/index.ts')),
+    ...(await import('../engine/backend.ts')),
+    ...(await import('../engine/kernels/native/index.ts')),
     ...(await import('./train-diff.ts')),
     ...(await import('./auto.ts')),
-    ...(await import('./quiet.ts')),
+    ...(await import('../engine/quiet.ts')),
     ...(await import('./select.ts')),
     ...(await import('./teacher.ts')),
   }), '`ndiff train`');

@@ -23,7 +23,7 @@ import { keptTrainable, structuralLines, structuralMetrics, structuralTeacher, w
 export async function trainOnnxFront(a: TrainSettings & ProgramSettings, io: TrainReporter): Promise<FrontResult> {
   const { tf, initBackend, describeBackend, trainOnnxDiff, competingPayload } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
-    ...(await import('./backend.ts')),
+    ...(await import('../engine/backend.ts')),
     ...(await import('./onnx/train-onnx.ts')),
     ...(await import('./compete.ts')),
   }), '`ndiff train`');

@@ -6,11 +6,11 @@
  * through {@link TrainOptions} unchanged.
  */
 import type { AutoCandidate, AutoResult } from './auto.ts';
-import type { TrainBackendName } from './backend.ts';
+import type { TrainBackendName } from '../engine/backend.ts';
 import { TRAIN_METHODS, type TrainMethod } from './methods.ts';
-import type { OnnxOutputKind } from './onnx/layers-model.ts';
+import type { OnnxOutputKind } from '../engine/onnx/layers-model.ts';
 import type { ProgramDataset, TrainProgramOptions, TrainProgramResult } from './program/train-program.ts';
-import type { ProgramInputValues } from './program/training-model.ts';
+import type { ProgramInputValues } from '../engine/program/training-model.ts';
 import { OUTPUT_KINDS, type Choice } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import type { ModelFile } from '../core/model-files.ts';

@@ -24,7 +24,7 @@ export async function trainTfliteFront(a: TrainSettings & ProgramSettings, io: T
   if (a.teacher && !a.teacherBytes && !/\.tflite$/i.test(a.teacher)) throw new UsageError(`teacher (--teacher) ${a.teacher} is not a .tflite file; the base is a LiteRT model: give the new version as a .tflite file`);
   const { tf, initBackend, describeBackend, trainTfliteDiff } = await importWithTrainerPeers(async () => ({
     tf: await import('@tensorflow/tfjs'),
-    ...(await import('./backend.ts')),
+    ...(await import('../engine/backend.ts')),
     ...(await import('./tflite/train-tflite.ts')),
   }), '`ndiff train`');
   const { parseTrainable } = await import('./select.ts');

@@ -15,11 +15,11 @@ import { UsageError } from '../core/errors.ts';
 import { checkChoices } from '../core/choices.ts';
 import type { ModelFile } from '../core/model-files.ts';
 import { isOnnxPath, isTflitePath } from '../io/model-paths.ts';
-import type { TrainBackendName } from './backend.ts';
+import type { TrainBackendName } from '../engine/backend.ts';
 import { TRAIN_CHOICES, checkDistillStream, defaultMethod, type MethodDefault, type ProgramSettings, type TrainSettings } from './front-settings.ts';
 import { TfjsSource, type TrainProgress, type TrainReporter } from './front-sources.ts';
 import type { TrainMethod } from './methods.ts';
-import type { OnnxOutputKind } from './onnx/layers-model.ts';
+import type { OnnxOutputKind } from '../engine/onnx/layers-model.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { qualityTargetOf, type QualityTargetOptions } from '../front/quality-target.ts';
 

@@ -14,11 +14,11 @@ import type { StorageGrid } from '../core/grid.ts';
 import type { Parameterization } from '../method/contract.ts';
 import { epochBatches, seededRandom, sparseCrossEntropy, type LabelledData } from './data.ts';
 import { snapTensor } from './grid-ops.ts';
-import { namedVariables, type NamedVariable } from './model-weights.ts';
+import { namedVariables, type NamedVariable } from '../engine/model-weights.ts';
 import { keepLossOf, keepRows, type Teacher } from './keep-loss.ts';
-import { fusedAdam } from './kernels/adam.ts';
-import type { ForwardPlans } from './compiled/forward.ts';
-import { CompiledSteps, type StepMode, type StepOutputs } from './compiled/step.ts';
+import { fusedAdam } from '../engine/kernels/adam.ts';
+import type { ForwardPlans } from '../engine/compiled/forward.ts';
+import { CompiledSteps, type StepMode, type StepOutputs } from '../engine/compiled/step.ts';
 import { outputRows, teacherTerm, type TeacherTarget } from './teacher.ts';
 import type { Augmentation } from './augment.ts';
 import type { TrainingPool } from './parallel/pool.ts';
@@ -34,7 +34,7 @@ export class TrainingDiverged extends Error {
 
 /**
  * A model whose forward pass makes its inputs from the batch in JavaScript (the graph programs'
- * example ids, src/train/program/training-model.ts): it makes them before the step, as feeds a
+ * example ids, src/engine/program/training-model.ts): it makes them before the step, as feeds a
  * compiled step can take, and uses them in the step's forward pass.
  */
 export interface StepInputs {
@@ -45,7 +45,7 @@ export interface StepInputs {
 
 /**
  * A model whose `x` names its examples rather than holding their inputs (the graph programs'
- * example ids, src/train/program/training-model.ts): it augments a batch's inputs itself and
+ * example ids, src/engine/program/training-model.ts): it augments a batch's inputs itself and
  * gives the `x` that names the augmented batch, for the model and the teacher alike.
  */
 export interface AugmentedInputs {
@@ -82,7 +82,7 @@ export interface LoopOptions {
    * With `target`: each batch augmented (src/train/augment.ts) and scored by the teacher model
    * anew, so teacher and model see the same augmented input (the cached rows hold only for the
    * inputs as given). Drawn from its own seeded stream: the batch order stays the seed's.
-   * `forward`: the teacher's compiled forward passes (src/train/compiled/forward.ts), if any.
+   * `forward`: the teacher's compiled forward passes (src/engine/compiled/forward.ts), if any.
    */
   augment?: { transform: Augmentation; teacher: tf.LayersModel; forward?: ForwardPlans };
   /**
@@ -102,7 +102,7 @@ export interface LoopOptions {
 }
 
 export { keepLoss, type Teacher } from './keep-loss.ts';
-export { sayOnce } from './compiled/step.ts';
+export { sayOnce } from '../engine/compiled/step.ts';
 
 export interface EpochReport {
   epoch: number;

@@ -39,13 +39,13 @@ export interface TrainDiffOptions {
    */
   threads?: number;
   /**
-   * How each training step runs (src/train/compiled/): `compiled` (default) records the first
+   * How each training step runs (src/engine/compiled/): `compiled` (default) records the first
    * steps of each phase as a plan of kernel calls, checks its first replay against an eager step
    * from the same state and replays it from then on; a phase that cannot be captured (a value read
    * into JavaScript mid-step, a random op) or does not verify runs eagerly, and `onProgress` says
    * why, once. The forward-only passes (the teacher's outputs, validation and evaluation) are
    * compiled the same way, keyed by the pass and its inputs' shapes and checked bit for bit
-   * (src/train/compiled/forward.ts). `eager` runs every step and every pass through the engine.
+   * (src/engine/compiled/forward.ts). `eager` runs every step and every pass through the engine.
    * Same seed and path, same payload bytes.
    */
   step?: 'compiled' | 'eager';

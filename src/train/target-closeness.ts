@@ -9,9 +9,9 @@ import type { WeightStore } from '../core/weight-store.ts';
 import type { PayloadCloseness } from '../diff/closeness.ts';
 import { competingPayload } from './compete.ts';
 import type { InputData } from './data.ts';
-import { setModelWeights } from './model-weights.ts';
+import { setModelWeights } from '../engine/model-weights.ts';
 import { closeness, closenessScore, defaultTeacherLoss, metricFor, outputLayout, outputRows, withLabelledClasses, type TeacherMetric } from './teacher.ts';
-import { ForwardPlans, forwardSwitch } from './compiled/forward.ts';
+import { ForwardPlans, forwardSwitch } from '../engine/compiled/forward.ts';
 
 export type { PayloadCloseness } from '../diff/closeness.ts';
 

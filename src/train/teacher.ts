@@ -17,8 +17,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../core/errors.ts';
 import type { ClosenessMetric } from '../diff/closeness.ts';
-import { forwardSwitch, frozenPass, ForwardPlans } from './compiled/forward.ts';
-import { sayOnce } from './compiled/step.ts';
+import { forwardSwitch, frozenPass, ForwardPlans } from '../engine/compiled/forward.ts';
+import { sayOnce } from '../engine/compiled/step.ts';
 import type { InputData, LabelledData } from './data.ts';
 import { activationsPerExample, maxBatchSize } from './select.ts';
 
@@ -158,7 +158,7 @@ function concatRows(o: tf.Tensor | tf.Tensor[], size: number): tf.Tensor {
 
 /**
  * The model's outputs on `x`, one row of concatenated flattened outputs per example. With
- * `forward` (a frozen model's compiled passes, src/train/compiled/forward.ts), each batch runs as
+ * `forward` (a frozen model's compiled passes, src/engine/compiled/forward.ts), each batch runs as
  * its plan where one verified: the same kernels, the same bits.
  */
 export function outputRows(model: tf.LayersModel, x: tf.Tensor, width: number, batchSize: number, forward?: ForwardPlans): Float32Array {

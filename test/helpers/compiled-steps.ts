@@ -3,8 +3,8 @@
  * compiled-step tests compare between the two paths (losses, the plan's kernels, the weights after).
  */
 import * as tf from '@tensorflow/tfjs';
-import { CompiledSteps } from '../../src/train/compiled/step.ts';
-import type { StepOutputs } from '../../src/train/compiled/plan.ts';
+import { CompiledSteps } from '../../src/engine/compiled/step.ts';
+import type { StepOutputs } from '../../src/engine/compiled/plan.ts';
 
 export interface StepRuns {
   /** What the compiled steps' progress said (nothing for eager runs). */

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { MemoryWeightStore } from '../../src/core/weight-store.ts';
-import { modelToStore, setModelWeights } from '../../src/train/model-weights.ts';
+import { modelToStore, setModelWeights } from '../../src/engine/model-weights.ts';
 import { trainDiff, type TrainDiffResult } from '../../src/train/train-diff.ts';
 import { keywordModel } from '../../examples/keyword-spotting/model.ts';
 

@@ -12,7 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { loadNativeAddon } from '../../src/train/kernels/native/loader.ts';
+import { loadNativeAddon } from '../../src/engine/kernels/native/loader.ts';
 
 const [mode, a, b] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
 const addon = loadNativeAddon();

@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { fileSystemIO, quantizeModelDir } from '../../src/io/tfjs/index.ts';
-import { initBackend } from '../../src/train/backend.ts';
+import { initBackend } from '../../src/engine/backend.ts';
 import { mnistModel, mnistSplits, type MnistSplits } from '../../examples/lib/mnist-task.ts';
 import { trainDiff } from '../../src/train/train-diff.ts';
 import { tempDir } from './dirs.ts';

@@ -9,7 +9,7 @@ import type { BuiltPayload } from '../../diff/build.ts';
 import { loadInputs } from '../../io/npy/files.ts';
 import type { CandidateScore, CalibrationCandidate, CalibrationMeasure } from '../../train/calibrate.ts';
 import { importWithTrainerPeers } from '../../train/peer.ts';
-import { tfjsModule, trainModule } from './lazy.ts';
+import { engineModule, tfjsModule, trainModule } from './lazy.ts';
 import type { Progress } from '../progress.ts';
 import type { CalibrationReport } from '../diff-types.ts';
 
@@ -60,9 +60,9 @@ export async function chooseCalibrated<R extends BuiltPayload>(
   const { tf, initBackend, calibrationMeasure, chooseOnCalibration, outputImportance, inputMoments, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
     tf: await tfjsModule(),
     ...(await trainModule<typeof import('../../train/data.ts')>('data')),
-    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await engineModule<typeof import('../../engine/backend.ts')>('backend')),
     ...(await trainModule<typeof import('../../train/calibrate.ts')>('calibrate')),
-    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
+    ...(await engineModule<typeof import('../../engine/quiet.ts')>('quiet')),
   }), '`ndiff diff --calibrate`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -120,10 +120,10 @@ export async function chooseCalibratedOnnx<R extends BuiltPayload>(
   progress: Progress,
 ): Promise<{ chosen: R; report: CalibrationReport }> {
   const { initBackend, onnxCalibration, chooseOnCalibration, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await engineModule<typeof import('../../engine/backend.ts')>('backend')),
     ...(await trainModule<typeof import('../../train/onnx/payload-closeness.ts')>('onnx/payload-closeness')),
     ...(await trainModule<typeof import('../../train/calibrate.ts')>('calibrate')),
-    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
+    ...(await engineModule<typeof import('../../engine/quiet.ts')>('quiet')),
   }), '`ndiff diff --calibrate`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');

@@ -12,9 +12,9 @@ import { fileSystemIO } from '../../io/tfjs/index.ts';
 import { importWithTrainerPeers } from '../../train/peer.ts';
 import type { PayloadCloseness } from '../../diff/closeness.ts';
 import type { OnnxPayloadCloseness } from '../../train/onnx/payload-closeness.ts';
-import type { ProgramDataset } from '../../train/program/datasets.ts';
-import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../../train/program/training-model.ts';
-import { tfjsModule, trainModule } from './lazy.ts';
+import type { ProgramDataset } from '../../engine/program/datasets.ts';
+import type { ProgramInputValues, ProgramOutputKind, ProgramStatePair } from '../../engine/program/training-model.ts';
+import { engineModule, tfjsModule, trainModule } from './lazy.ts';
 import type { Progress } from '../progress.ts';
 import { fedInputs, loadFolder, parseStatePairs, readOnnxModel, readTfliteModel, tfliteInputFiles } from '../../train/data-folders.ts';
 import { isOnnxPath, isTflitePath, openModel } from '../models.ts';
@@ -84,9 +84,9 @@ export async function measureOnInputs(a: PayloadEvalSpec, base: WeightStore, pay
   const { tf, initBackend, payloadCloseness, silenceTfjsNodeBanner, checkInputs } = await importWithTrainerPeers(async () => ({
     tf: await tfjsModule(),
     ...(await trainModule<typeof import('../../train/data.ts')>('data')),
-    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await engineModule<typeof import('../../engine/backend.ts')>('backend')),
     ...(await trainModule<typeof import('../../train/target-closeness.ts')>('target-closeness')),
-    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
+    ...(await engineModule<typeof import('../../engine/quiet.ts')>('quiet')),
   }), '`ndiff diff --eval`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -131,9 +131,9 @@ export async function loadOnnxEval(a: PayloadEvalSpec): Promise<OnnxEval> {
 /** `--eval` on .onnx files: both models run by the ONNX executor on the folder's examples, the payload applied by the device applier. */
 export async function measureOnnx(a: PayloadEvalSpec, e: OnnxEval, payload: Uint8Array, progress: Progress): Promise<OnnxPayloadCloseness> {
   const { initBackend, onnxPayloadCloseness, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
+    ...(await engineModule<typeof import('../../engine/backend.ts')>('backend')),
     ...(await trainModule<typeof import('../../train/onnx/payload-closeness.ts')>('onnx/payload-closeness')),
-    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
+    ...(await engineModule<typeof import('../../engine/quiet.ts')>('quiet')),
   }), '`ndiff diff --eval`');
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -162,9 +162,9 @@ export async function openTflitePair(a: Pick<PayloadEvalSpec, 'base' | 'target'>
   const target = await readTfliteModel(a.target, 'target (--target)');
   const { data, shared } = loadFolder(folder, tfliteInputFiles(base, a.base), flag === '--eval' ? 'eval (--eval)' : 'calibrate (--calibrate)', false);
   const { initBackend, TfliteProgram, silenceTfjsNodeBanner } = await importWithTrainerPeers(async () => ({
-    ...(await trainModule<typeof import('../../train/backend.ts')>('backend')),
-    ...(await trainModule<typeof import('../../train/tflite/program.ts')>('tflite/program')),
-    ...(await trainModule<typeof import('../../train/quiet.ts')>('quiet')),
+    ...(await engineModule<typeof import('../../engine/backend.ts')>('backend')),
+    ...(await engineModule<typeof import('../../engine/tflite/program.ts')>('tflite/program')),
+    ...(await engineModule<typeof import('../../engine/quiet.ts')>('quiet')),
   }), `\`ndiff diff ${flag}\``);
   silenceTfjsNodeBanner();
   await initBackend('wasm');
@@ -178,7 +178,7 @@ export async function openTflitePair(a: Pick<PayloadEvalSpec, 'base' | 'target'>
 }
 
 /**
- * `--eval` on .tflite files: both models run by the trainer's LiteRT executor (src/train/tflite)
+ * `--eval` on .tflite files: both models run by the trainer's LiteRT executor (src/engine/tflite)
  * on the folder's examples (one .npy per model input, or x.npy for one), the payload applied by
  * the device applier.
  */

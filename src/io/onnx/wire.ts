@@ -2,7 +2,7 @@
  * The protobuf wire format as ONNX files use it: one cursor over a message's fields that checks
  * every tag, wire type and length before it is used. Both readers of ONNX files go through it:
  * the weight store's scan (`proto.ts`, on the device) and the trainer's decoding of the graph
- * (`src/train/onnx/model.ts`), so a file one of them refuses the other refuses the same way.
+ * (`src/engine/onnx/model.ts`), so a file one of them refuses the other refuses the same way.
  *
  * Plain TypeScript with no node imports: it runs on a device next to the applier.
  */

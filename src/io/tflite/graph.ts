@@ -1,7 +1,7 @@
 /**
  * The graph of a `.tflite` file's first subgraph (its tensors, inputs, outputs and operators with
  * their options), read with the checked FlatBuffers reader, for the trainer's program
- * (src/train/tflite/). Not part of the device store: a device patches weights, it never runs the
+ * (src/engine/tflite/). Not part of the device store: a device patches weights, it never runs the
  * graph here. Builtin operator numbers and option fields as tensorflow/lite/schema/schema.fbs
  * defines them.
  */

@@ -7,7 +7,7 @@
 import { OnnxWeightStore } from '../../io/onnx/store.ts';
 import { programCalibration, programPayloadCloseness, type ProgramClosenessOptions, type ProgramPayloadCloseness } from '../program/payload-closeness.ts';
 import type { OnnxDataset } from './train-onnx.ts';
-import { OnnxProgram, type OnnxProgramOptions } from './executor.ts';
+import { OnnxProgram, type OnnxProgramOptions } from '../../engine/onnx/executor.ts';
 
 /** Options of {@link onnxPayloadCloseness}: {@link ProgramClosenessOptions}, with the programs' options. */
 export interface OnnxClosenessOptions extends ProgramClosenessOptions {

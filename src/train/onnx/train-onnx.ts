@@ -8,7 +8,7 @@
 import { OnnxWeightStore } from '../../io/onnx/store.ts';
 import { trainProgramDiff, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from '../program/train-program.ts';
 import { checkTrainingRun } from '../tuning.ts';
-import { OnnxProgram, type OnnxProgramOptions } from './executor.ts';
+import { OnnxProgram, type OnnxProgramOptions } from '../../engine/onnx/executor.ts';
 
 export { decisions, compareOutputs, type TeacherAgreement } from '../program/train-program.ts';
 

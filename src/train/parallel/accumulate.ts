@@ -3,7 +3,7 @@
  * (gradient accumulation): the same batch with a bounded activation memory per thread.
  */
 import type * as tf from '@tensorflow/tfjs';
-import type { CompiledSteps } from '../compiled/step.ts';
+import type { CompiledSteps } from '../../engine/compiled/step.ts';
 import { shardGradients, type ShardExamples, type ShardLossSpec, type ShardResult } from './shard-step.ts';
 
 /**

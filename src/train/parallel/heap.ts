@@ -5,9 +5,9 @@
  * into it at once. Other backends take the plain path.
  */
 import * as tf from '@tensorflow/tfjs';
-import { asWasm, f32 } from '../kernels/util.ts';
+import { asWasm, f32 } from '../../engine/kernels/util.ts';
 
-/** Backends whose tensors live in one WebAssembly memory (src/train/backend.ts). */
+/** Backends whose tensors live in one WebAssembly memory (src/engine/backend.ts). */
 const IN_HEAP = new Set(['wasm', 'native']);
 
 /**

@@ -17,11 +17,11 @@ import os from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { TrainingWorkerError, UsageError } from '../../core/errors.ts';
-import { nativeAddonStatus } from '../kernels/native/loader.ts';
-import { namedVariables } from '../model-weights.ts';
+import { nativeAddonStatus } from '../../engine/kernels/native/loader.ts';
+import { namedVariables } from '../../engine/model-weights.ts';
 import { accumulatedShardGradients, addInto, sliceShard } from './accumulate.ts';
 import { valuesInPlace } from './heap.ts';
-import type { StepMode } from '../compiled/step.ts';
+import type { StepMode } from '../../engine/compiled/step.ts';
 import { poolPathMessages, ShardSteps, type ShardStepsReport } from './shard-plans.ts';
 import { SIGNAL, type ModelPackage, type WorkerReply, type WorkerRequest, type WorkerSetup } from './protocol.ts';
 import type { ShardExamples, ShardLossSpec, ShardResult } from './shard-step.ts';
@@ -66,7 +66,7 @@ export function shardSizes(size: number, threads: number): number[] {
   return Array.from({ length: threads }, (_, i) => base + (i < size % threads ? 1 : 0));
 }
 
-/** A model that packages itself for the workers (a graph program: src/train/program/worker-copy.ts). */
+/** A model that packages itself for the workers (a graph program: src/engine/program/worker-copy.ts). */
 interface SelfPackaged {
   workerPackage(): ModelPackage;
 }

@@ -3,8 +3,8 @@
  * only: everything here crosses threads by structured clone.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { StepMode } from '../compiled/step.ts';
-import type { ProgramPackage } from '../program/worker-copy.ts';
+import type { StepMode } from '../../engine/compiled/step.ts';
+import type { ProgramPackage } from '../../engine/program/worker-copy.ts';
 import type { ShardStepsReport } from './shard-plans.ts';
 import type { ShardExamples, ShardLossSpec, ShardResult } from './shard-step.ts';
 
@@ -18,7 +18,7 @@ export interface LayersPackage {
 
 /**
  * What a worker builds its copy of the model from: a layers model's topology and weights, or a
- * graph program's recipe (ONNX, TF.js graph, LiteRT: src/train/program/worker-copy.ts).
+ * graph program's recipe (ONNX, TF.js graph, LiteRT: src/engine/program/worker-copy.ts).
  */
 export type ModelPackage = LayersPackage | ProgramPackage;
 

@@ -1,11 +1,11 @@
 /**
- * Each thread of the pool compiles its shard's step (src/train/compiled/): the forward pass, the
+ * Each thread of the pool compiles its shard's step (src/engine/compiled/): the forward pass, the
  * loss and the backward pass of {@link shardGradients}, one plan per shard shape, replayed on the
  * thread's own backend. The optimizer stays on the parent thread. A thread tells the parent which
  * path its steps took in its reply; the parent says it once for the pool
  * ({@link poolPathMessages}).
  */
-import { CompiledSteps, type StepMode, type StepPath } from '../compiled/step.ts';
+import { CompiledSteps, type StepMode, type StepPath } from '../../engine/compiled/step.ts';
 
 /** What a thread's compiled steps did: the paths said since its last step, and its counts so far. */
 export interface ShardStepsReport {

@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { sparseCrossEntropy } from '../data.ts';
 import { keepLossOf, type Teacher } from '../keep-loss.ts';
-import type { CompiledSteps, StepOutputs } from '../compiled/step.ts';
+import type { CompiledSteps, StepOutputs } from '../../engine/compiled/step.ts';
 import { teacherTerm, type TeacherTarget } from '../teacher.ts';
 import { forwardFromCut } from '../prefix-cache.ts';
 import { copyOfValues } from './heap.ts';
@@ -48,7 +48,7 @@ export interface ShardExamples {
   inputs?: Record<string, { values: Float32Array | Int32Array; shape: number[] }>;
 }
 
-/** A model that takes a batch's inputs made outside its forward pass (a graph program's rows: src/train/program/training-model.ts). */
+/** A model that takes a batch's inputs made outside its forward pass (a graph program's rows: src/engine/program/training-model.ts). */
 interface GivenInputs {
   useStepInputs(x: tf.Tensor, feeds: Record<string, tf.Tensor>): void;
   endStep(): void;
@@ -134,7 +134,7 @@ function shardStep(model: tf.LayersModel, variables: tf.Variable[], spec: ShardL
 /**
  * Forward and backward pass of `model` over one shard, with `variables` (the step's weights
  * already assigned) as the parameters. `fraction` is the shard's share of the batch. With
- * `compiled`, the step is compiled per feed shapes (src/train/compiled/) and replayed; the
+ * `compiled`, the step is compiled per feed shapes (src/engine/compiled/) and replayed; the
  * same kernels run in the same order, so the gradient is the eager step's.
  */
 export function shardGradients(model: tf.LayersModel, variables: tf.Variable[], shard: ShardExamples, spec: ShardLossSpec, fraction: number, compiled?: CompiledSteps): ShardResult {

@@ -16,7 +16,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { TrainingWorkerError } from '../../core/errors.ts';
-import { MAX_NATIVE_THREADS, NATIVE, nativePrefersWorkerPool, setNativeThreads } from '../kernels/native/index.ts';
+import { MAX_NATIVE_THREADS, NATIVE, nativePrefersWorkerPool, setNativeThreads } from '../../engine/kernels/native/index.ts';
 import { TrainingPool } from './pool.ts';
 
 /** Options of {@link startTrainingThreads}. */

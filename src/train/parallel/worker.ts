@@ -8,9 +8,9 @@
  */
 import { workerData, parentPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, type TrainBackendName } from '../backend.ts';
-import { namedVariables } from '../model-weights.ts';
-import { silenceTfjsNodeBanner } from '../quiet.ts';
+import { initBackend, type TrainBackendName } from '../../engine/backend.ts';
+import { namedVariables } from '../../engine/model-weights.ts';
+import { silenceTfjsNodeBanner } from '../../engine/quiet.ts';
 import { accumulatedShardGradients } from './accumulate.ts';
 import { ShardSteps } from './shard-plans.ts';
 import { writeVariable } from './heap.ts';
@@ -37,7 +37,7 @@ silenceTfjsNodeBanner();
 await initBackend(setup.backend as TrainBackendName, setup.backend === 'native' ? { threads: 1 } : {});
 // A layers model from its topology; a graph program from its model file and its front's options.
 const model = setup.model.kind === 'program'
-  ? await (await import('../program/worker-rebuild.ts')).programModelFrom(setup.model)
+  ? await (await import('../../engine/program/worker-rebuild.ts')).programModelFrom(setup.model)
   : await tf.loadLayersModel(tf.io.fromMemory(setup.model as tf.io.ModelArtifacts));
 const byName = new Map(namedVariables(model).map((v) => [v.name, v]));
 let targets: tf.Variable[] = [];

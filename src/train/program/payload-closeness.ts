@@ -13,9 +13,9 @@ import type { WeightStore } from '../../core/weight-store.ts';
 import { UsageError } from '../../core/errors.ts';
 import { payloadCloseness, type PayloadCloseness } from '../target-closeness.ts';
 import { calibrationMeasure, type CalibrationMeasure } from '../calibrate.ts';
-import { joinDatasets, type ProgramDataset } from './datasets.ts';
-import type { TrainableProgram } from './program.ts';
-import { ProgramTrainingModel, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from './training-model.ts';
+import { joinDatasets, type ProgramDataset } from '../../engine/program/datasets.ts';
+import type { TrainableProgram } from '../../engine/program/program.ts';
+import { ProgramTrainingModel, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from '../../engine/program/training-model.ts';
 
 /** Options of {@link programPayloadCloseness}: how the programs read their inputs and outputs. */
 export interface ProgramClosenessOptions {

@@ -32,13 +32,13 @@ import { trainAuto, type AutoCandidate, type AutoResult } from '../auto.ts';
 import type { TrainMethod } from '../methods.ts';
 import { trainDiff, type TrainDiffOptions, type TrainDiffResult } from '../train-diff.ts';
 import { checkTrainingRun } from '../tuning.ts';
-import { ForwardPlans, forwardSwitch } from '../compiled/forward.ts';
-import { sayOnce } from '../compiled/step.ts';
-import type { TrainableProgram } from './program.ts';
-import { joinDatasets, type ProgramDataset } from './datasets.ts';
-import { ProgramTrainingModel, RAW_OUTPUT_BATCH, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from './training-model.ts';
+import { ForwardPlans, forwardSwitch } from '../../engine/compiled/forward.ts';
+import { sayOnce } from '../../engine/compiled/step.ts';
+import type { TrainableProgram } from '../../engine/program/program.ts';
+import { joinDatasets, type ProgramDataset } from '../../engine/program/datasets.ts';
+import { ProgramTrainingModel, RAW_OUTPUT_BATCH, type ProgramInputValues, type ProgramOutputKind, type ProgramStatePair } from '../../engine/program/training-model.ts';
 
-export type { ProgramDataset } from './datasets.ts';
+export type { ProgramDataset } from '../../engine/program/datasets.ts';
 
 /** Options of {@link trainProgramDiff}: trainDiff's, with the examples of a graph and how its output reads. */
 export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval' | 'teacher' | 'method' | 'distillInputs'> {

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UsageError } from '../../core/errors.ts';
 import { tfModelStore } from '../../io/tfjs/live-model-store.ts';
-import { TfjsGraphProgram } from './graph-program.ts';
+import { TfjsGraphProgram } from '../../engine/tfjs-graph/graph-program.ts';
 
 /** A weight of a {@link GraphModelTeacher}, read like a layers model's weight (never trained). */
 export class GraphTeacherWeight {

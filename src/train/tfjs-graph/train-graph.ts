@@ -14,10 +14,10 @@
 import * as tf from '@tensorflow/tfjs';
 import type { WeightStore } from '../../core/weight-store.ts';
 import { tfModelStore } from '../../io/tfjs/live-model-store.ts';
-import type { TrainableProgram } from '../program/program.ts';
+import type { TrainableProgram } from '../../engine/program/program.ts';
 import { trainProgramDiff, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from '../program/train-program.ts';
-import { TfjsGraphProgram } from './graph-program.ts';
-import { LayersModelProgram } from './layers-program.ts';
+import { TfjsGraphProgram } from '../../engine/tfjs-graph/graph-program.ts';
+import { LayersModelProgram } from '../../engine/tfjs-graph/layers-program.ts';
 import { checkTrainingRun } from '../tuning.ts';
 
 /** Options of {@link trainTfjsGraphDiff}: the graph-program trainer's, with the teacher as a loaded model. */

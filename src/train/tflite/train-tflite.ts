@@ -8,7 +8,7 @@
  */
 import { TfliteWeightStore } from '../../io/tflite/store.ts';
 import { trainProgramDiff, type ProgramDataset, type TrainProgramOptions, type TrainProgramResult } from '../program/train-program.ts';
-import { TfliteProgram, type TfliteProgramOptions } from './program.ts';
+import { TfliteProgram, type TfliteProgramOptions } from '../../engine/tflite/program.ts';
 import { checkTrainingRun } from '../tuning.ts';
 
 /** Options of {@link trainTfliteDiff}: the graph-program trainer's, with the teacher as a file. */
