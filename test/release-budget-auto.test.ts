@@ -18,7 +18,7 @@ import { release } from '../src/front/release.ts';
 import { readRecord } from '../src/release/record.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { saveNpy } from '../src/io/npy/files.ts';
-import { initBackend } from '../src/train/backend.ts';
+import { initBackend } from '../src/engine/backend.ts';
 import { tempDir } from './helpers/dirs.ts';
 
 const work = await tempDir('nd-release-auto-');
