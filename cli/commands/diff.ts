@@ -114,7 +114,9 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
 
 /** The lines `ndiff diff` prints for a value payload. */
 function printValue(a: DiffArgs, io: CliIO, r: ValueDiffReport & { payload: Uint8Array }): void {
-  const carried = r.codec === 'gguf-blocks'
+  const carried = r.codec === 'gguf-blocks' && r.method === 'ongrid'
+    ? `each ggml block v1's or v2's on the device's grid: ${r.kept} of ${r.changed} changed block bytes carried, share of the squared dequantized change carried ${(100 * (r.shareCarried ?? 0)).toFixed(1)}% (format v8, applied in place)`
+    : r.codec === 'gguf-blocks'
     ? `every changed ggml block exactly (${r.changed} bytes changed; format v8, applied in place)`
     : r.allocation
     ? `every change of ${r.allocation.length} tensor(s) (${describeWidths(r.allocation)}; ${r.kept} of ${r.changed} changed values), share of the squared change carried ${(100 * (r.shareCarried ?? 0)).toFixed(1)}%`
