@@ -48,7 +48,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .usage('ndiff diff --base V1 --target V2 --budget B --out FILE [options]\n\nMake a payload from two versions of a model without training: low-bit deltas, top-k of the change, or every change (--budget all); a structural payload when the structure changed.')
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: TF.js folder or model JSON, .onnx, .tflite, .safetensors or .gguf' })
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind' })
-    .option('budget', { type: 'string', demandOption: true, describe: 'payload bytes: 1% of the model, 40KB, bytes, all, or auto' })
+    .option('budget', { type: 'string', demandOption: true, describe: 'payload bytes: 1% of the model (.gguf: of the file), 40KB, bytes, all, or auto' })
     .option('min-agreement', { type: 'number', describe: 'budget auto: least top-1 agreement with --target on --eval' })
     .option('max-mean-abs-diff', { type: 'number', describe: 'budget auto: most mean |output − target| on --eval' })
     .option('max-accuracy-drop', { type: 'number', describe: 'budget auto: most points below --target\'s accuracy on --eval' })
