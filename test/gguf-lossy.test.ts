@@ -12,7 +12,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getHasher, type Hasher } from '../src/core/hasher.ts';
-import { BudgetError } from '../src/core/errors.ts';
+import { BudgetError, MissingDependencyError } from '../src/core/errors.ts';
+import { measureGguf } from '../src/front/measure/gguf-runtime.ts';
+import { loadLlamaRuntime } from '../src/front/measure/llama-runtime.ts';
 import { bytesSource } from '../src/io/gguf/header.ts';
 import { ggufModelOf } from '../src/io/gguf/model.ts';
 import { applyToGgufFile } from '../src/io/gguf/in-place.ts';
@@ -22,6 +24,12 @@ import { diff } from '../src/front/diff.ts';
 import { apply } from '../src/front/apply.ts';
 import { ggufFixture, GGUF_VECTORS, perturbGguf } from './helpers/gguf-pairs.ts';
 import { runNdiff } from './helpers/ndiff-run.ts';
+
+/** Why the llama.cpp test skips: node-llama-cpp not found (NEURAL_DIFF_LLAMA_DIR, or installed beside the package). */
+const llamaSkip = await loadLlamaRuntime().then(() => false as const, (e: unknown) => {
+  if (e instanceof MissingDependencyError) return `node-llama-cpp is not installed (set NEURAL_DIFF_LLAMA_DIR or run scripts/install-llama.sh): ${e.message.split('\n')[0]}`;
+  throw e;
+});
 
 let hasher: Hasher;
 let root: string;
@@ -127,4 +135,21 @@ test('ndiff diff --budget 5% equals the library call byte for byte; ndiff apply 
   const evalRefused = await runNdiff('diff', '--base', a, '--target', b, '--budget', '5%', '--model-id', 'tiny', '--out', join(dir, 'e.ndiff'), '--eval', join(GGUF_VECTORS, 'stories', 'held-out.txt'));
   assert.notEqual(evalRefused.code, 0);
   assert.match(evalRefused.err, /not yet/);
+});
+
+test('through llama.cpp on the stories260K pair: a larger budget agrees with v2 at least as often, at no larger KL', { skip: llamaSkip }, async () => {
+  const [v1, v2] = [stories('v1.gguf'), stories('v2.gguf')];
+  const dir = fresh();
+  const models = [];
+  for (const share of [0.05, 0.5]) {
+    const file = join(dir, `patched-${share}.gguf`);
+    writeFileSync(file, await applied(v1, ongrid(v1, v2, Math.floor(v2.length * share)).payload));
+    models.push(file);
+  }
+  const r = await measureGguf({ target: join(GGUF_VECTORS, 'stories', 'v2.gguf'), base: join(GGUF_VECTORS, 'stories', 'v1.gguf'), models, eval: join(GGUF_VECTORS, 'stories', 'held-out.txt'), maxTokens: 300, threads: 1 });
+  const [small, large] = models.map((m) => r.models.find((x) => x.model === m)!);
+  const base = r.models.find((x) => x.role === 'base')!;
+  assert.ok(large.meanKl <= small.meanKl, `mean KL ${large.meanKl} (50%) <= ${small.meanKl} (5%)`);
+  assert.ok(large.agreement >= small.agreement, `agreement ${large.agreement} (50%) >= ${small.agreement} (5%)`);
+  assert.ok(large.meanKl < base.meanKl, `the 50% payload is closer to v2 than v1 is (${large.meanKl} < ${base.meanKl})`);
 });
