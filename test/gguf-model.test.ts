@@ -180,8 +180,8 @@ test('ndiff on a damaged .gguf exits with the files code and a typed error; diff
   assert.equal(doc.error.code, 'ND_MODEL_FORMAT');
   assert.match(doc.error.message, /tensor count at offset 8: expected at most 3 \(what the 84 bytes left in the file can hold\), found 11/);
   const diff = await runNdiff('diff', '--base', Q4_0_FILE, '--target', join(DIR, 'tiny-llama-q4_1.gguf'), '--out', join(dir, 'x.ndiff'), '--budget', '10%', '--model-id', 'tiny');
-  assert.equal(diff.code, 2);
-  assert.match(diff.err, /GGUF models are diffed exactly only for now/);
+  assert.equal(diff.code, 4);
+  assert.match(diff.err, /laid out differently .*ship the new \.gguf file whole/);
   const layouts = await runNdiff('diff', '--base', Q4_0_FILE, '--target', join(DIR, 'tiny-llama-q4_1.gguf'), '--out', join(dir, 'x.ndiff'), '--budget', 'all', '--model-id', 'tiny');
   assert.equal(layouts.code, 4);
   assert.match(layouts.err, /laid out differently \(the base file is 7104 bytes, the target 7552\).*ship the new \.gguf file whole/);

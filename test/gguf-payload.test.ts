@@ -223,7 +223,7 @@ describe('GGUF payloads through the library calls and the CLI', () => {
     writeFileSync(a, v1);
     writeFileSync(b, v2);
     writeFileSync(c, v1);
-    await assert.rejects(diff({ base: a, target: b, budget: '5%', modelId: 'tiny', out: join(dir, 'x.ndiff') }), (e: unknown) => e instanceof UsageError && /exactly only for now/.test((e as Error).message));
+    await assert.rejects(diff({ base: a, target: b, budget: 'auto', modelId: 'tiny', out: join(dir, 'x.ndiff') }), (e: unknown) => e instanceof UsageError && /budget auto/.test((e as Error).message));
     await assert.rejects(diff({ base: a, target: b, budget: 'all', modelId: 'tiny', method: 'lowbit' }), (e: unknown) => e instanceof UsageError && /method/.test((e as Error).message));
     const out = join(dir, 'v1-v2.ndiff');
     const made = await diff({ base: a, target: b, budget: 'all', modelId: 'tiny', out, sequence: 3 });
@@ -293,9 +293,9 @@ describe('GGUF payloads through the library calls and the CLI', () => {
     const d = await runNdiff('diff', '--base', a, '--target', b, '--budget', 'all', '--model-id', 'tiny', '--out', p);
     assert.equal(d.code, 0, d.err);
     assert.match(d.out, /every changed ggml block exactly/);
-    const lossy = await runNdiff('diff', '--base', a, '--target', b, '--budget', '10%', '--model-id', 'tiny', '--out', p);
+    const lossy = await runNdiff('diff', '--base', a, '--target', b, '--budget', 'auto', '--model-id', 'tiny', '--out', p);
     assert.notEqual(lossy.code, 0);
-    assert.match(lossy.err, /exactly only for now/);
+    assert.match(lossy.err, /budget auto/);
     const r = await runNdiff('apply', '--model', c, '--patch', p);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /patched .* in place/);

@@ -48,7 +48,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .usage('ndiff diff --base V1 --target V2 --budget B --out FILE [options]\n\nMake a payload from two versions of a model without training: low-bit deltas, top-k of the change, or every change (--budget all); a structural payload when the structure changed.')
     .option('base', { type: 'string', demandOption: true, describe: 'the model devices hold: TF.js folder or model JSON, .onnx, .tflite, .safetensors or .gguf' })
     .option('target', { type: 'string', demandOption: true, describe: 'the new model, of the same kind' })
-    .option('budget', { type: 'string', demandOption: true, describe: 'payload bytes: 1% of the model, 40KB, bytes, all, or auto' })
+    .option('budget', { type: 'string', demandOption: true, describe: 'payload bytes: 1% of the model (.gguf: of the file), 40KB, bytes, all, or auto' })
     .option('min-agreement', { type: 'number', describe: 'budget auto: least top-1 agreement with --target on --eval' })
     .option('max-mean-abs-diff', { type: 'number', describe: 'budget auto: most mean |output − target| on --eval' })
     .option('max-accuracy-drop', { type: 'number', describe: 'budget auto: most points below --target\'s accuracy on --eval' })
@@ -114,7 +114,9 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
 
 /** The lines `ndiff diff` prints for a value payload. */
 function printValue(a: DiffArgs, io: CliIO, r: ValueDiffReport & { payload: Uint8Array }): void {
-  const carried = r.codec === 'gguf-blocks'
+  const carried = r.codec === 'gguf-blocks' && r.method === 'ongrid'
+    ? `each ggml block v1's or v2's on the device's grid: ${r.kept} of ${r.changed} changed block bytes carried, share of the squared dequantized change carried ${(100 * (r.shareCarried ?? 0)).toFixed(1)}% (format v8, applied in place)`
+    : r.codec === 'gguf-blocks'
     ? `every changed ggml block exactly (${r.changed} bytes changed; format v8, applied in place)`
     : r.allocation
     ? `every change of ${r.allocation.length} tensor(s) (${describeWidths(r.allocation)}; ${r.kept} of ${r.changed} changed values), share of the squared change carried ${(100 * (r.shareCarried ?? 0)).toFixed(1)}%`

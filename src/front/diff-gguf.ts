@@ -1,29 +1,54 @@
 /**
  * `ndiff diff` of two GGUF models (llama.cpp's files): the GGUF block payload (format v8,
- * docs/format/gguf.md §18.4), every changed ggml block exactly, for two versions of one layout.
- * Exact only for now: a byte budget, a method, `eval` or `calibrate` are refused, saying so, and
- * two models laid out differently are refused with what differs (ship the new file whole).
+ * docs/format/gguf.md §18.4) for two versions of one layout. Budget `all`: every changed ggml
+ * block exactly. A byte budget (`10%` of the target file, `2MB`, bytes): the on-grid payload
+ * (§18.6, src/gguf-diff/), the same format whose target is a mix of the two versions, each block
+ * v1's or v2's, chosen by the squared dequantized change per payload byte. A method, `eval`
+ * (not yet for GGUF) or `calibrate` are refused, saying so, and two models laid out differently
+ * are refused with what differs (ship the new file whole).
  */
 import { writeFile } from 'node:fs/promises';
 import { UsageError } from '../core/errors.ts';
 import { getHasher } from '../core/hasher.ts';
 import { CREATED_BY } from '../diff/build.ts';
-import { formatBytes } from '../diff/budget.ts';
+import { formatBytes, parseBudget } from '../diff/budget.ts';
+import { ongridGgufDiff, type OngridGgufResult } from '../gguf-diff/index.ts';
 import { readModelIdRecord } from '../io/durable/model-id-file.ts';
-import { diffGgufModels } from '../io/gguf/diff.ts';
+import { diffGgufModels, type GgufDiffResult } from '../io/gguf/diff.ts';
 import { openGgufModel } from '../io/gguf/files.ts';
 import { ggufModelFiles } from '../io/gguf/in-place.ts';
 import { isEveryChange, type DiffSettings } from './diff-options.ts';
 import type { DiffPayload, ValueDiffReport } from './diff-types.ts';
 
-/** {@link diffGguf}'s result: a value report (method `exact`, codec `gguf-blocks`; `kept` and `changed` count changed bytes), the payload and no warnings. */
-export interface GgufDiffReport extends Pick<ValueDiffReport, 'out' | 'bytes' | 'modelBytes' | 'targetModelBytes' | 'smallerThanModel' | 'payloadToModelRatio' | 'budgetBytes' | 'kept' | 'changed' | 'seconds'>, DiffPayload {
+/** What an on-grid GGUF payload took (docs/format/gguf.md §18.6). */
+export interface OngridGgufReport {
+  /** Scored units (ggml blocks; 32-weight groups of F32/F16/BF16 tensors) that changed, and those the payload carries. */
+  changedBlocks: number;
+  takenBlocks: number;
+  /** Changed blocks of types without a dequantizer, always carried. */
+  opaqueBlocks: number;
+  /** The share of the squared dequantized change (sum over weights of (v2 - v1)^2) carried. */
+  changeCarried: number;
+  /** Codings of a mixed model tried to meet the budget. */
+  tries: number;
+}
+
+/**
+ * {@link diffGguf}'s result: a value report (codec `gguf-blocks`; `kept` and `changed` count
+ * bytes: with budget all both the changed ranges' bytes; on the grid the bytes of the changed
+ * blocks carried and of all changed blocks, with the changed bytes outside blocks), the payload
+ * and no warnings.
+ * Method `exact` for budget all, `ongrid` for a byte budget (with {@link OngridGgufReport}).
+ */
+export interface GgufDiffReport extends Pick<ValueDiffReport, 'out' | 'bytes' | 'modelBytes' | 'targetModelBytes' | 'smallerThanModel' | 'payloadToModelRatio' | 'budgetBytes' | 'kept' | 'changed' | 'seconds' | 'shareCarried'>, DiffPayload {
   codec: 'gguf-blocks';
   /** The stored-bytes digests of the two models (docs/format/gguf.md §18.4), not the float32 fingerprints of §18.3. */
   baseFingerprint: string;
   targetFingerprint: string;
-  method: 'exact';
+  method: 'exact' | 'ongrid';
   formatVersion: 8;
+  /** The on-grid payload's choice (method `ongrid` only). */
+  ongrid?: OngridGgufReport;
   structural?: undefined;
   changedBytes: number;
   changedTensors: string[];
@@ -36,7 +61,7 @@ function unusable(s: DiffSettings): string[] {
   return [
     s.method !== undefined && `method (--method ${s.method})`,
     s.calibrate !== undefined && 'calibrate (--calibrate)',
-    s.eval !== undefined && 'eval (--eval)',
+    s.eval !== undefined && 'eval (--eval: measuring a GGUF payload through llama.cpp is not yet part of diff; apply it to a copy and run ndiff measure)',
     s.modelOut !== undefined && 'modelOut (--model-out)',
     s.metricsOut !== undefined && 'metricsOut (--metrics-out)',
     s.codec !== 'auto' && `codec (--codec ${s.codec})`,
@@ -55,11 +80,11 @@ function unusable(s: DiffSettings): string[] {
  *   ModelMismatchError two models laid out differently; ModelFormatError an unreadable file
  */
 export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
-  if (!isEveryChange(s)) {
-    throw new UsageError(`budget ${s.budget} (--budget ${s.budget}) asks for a lossy payload, and GGUF models are diffed exactly only for now (every changed ggml block, byte for byte): give budget all (--budget all)`, { budget: s.budget, expected: 'all' });
+  if (s.budget.trim().toLowerCase() === 'auto') {
+    throw new UsageError(`budget auto (--budget auto) searches budgets by measuring on inputs, which GGUF models do not take yet: give a byte budget (--budget 10%, of the target file, or 2MB) for an on-grid payload, or budget all (--budget all) for the exact one`, { budget: s.budget });
   }
   const extra = unusable(s);
-  if (extra.length) throw new UsageError(`${extra.join(', ')} do${extra.length === 1 ? 'es' : ''} not apply to GGUF models, which are diffed exactly (budget all) from their stored blocks: leave ${extra.length === 1 ? 'it' : 'them'} out`, { options: extra });
+  if (extra.length) throw new UsageError(`${extra.join(', ')} do${extra.length === 1 ? 'es' : ''} not apply to GGUF models, which are diffed from their stored blocks (exactly with budget all, on the device's grid under a byte budget): leave ${extra.length === 1 ? 'it' : 'them'} out`, { options: extra });
   const first = ggufModelFiles(s.base)[0];
   const modelId = s.modelId ?? (await readModelIdRecord(first));
   if (modelId === undefined || modelId === '') {
@@ -71,15 +96,24 @@ export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
   try {
     const target = openGgufModel(s.target);
     try {
-      const r = diffGgufModels(hasher, base.model, target.model, { modelId, sequence: s.sequence, createdBy: CREATED_BY, ...(s.expiresAt !== undefined ? { expiresAt: s.expiresAt } : {}) });
+      const options = { modelId, sequence: s.sequence, createdBy: CREATED_BY, ...(s.expiresAt !== undefined ? { expiresAt: s.expiresAt } : {}) };
+      const exact = isEveryChange(s);
+      let r: GgufDiffResult | OngridGgufResult;
+      if (exact) r = diffGgufModels(hasher, base.model, target.model, options);
+      else {
+        const modelBytes = target.model.parts.reduce((n, p) => n + p.header.fileSize, 0);
+        r = ongridGgufDiff(hasher, base.model, target.model, parseBudget(s.budget, modelBytes), options);
+      }
       if (s.out !== undefined) await writeFile(s.out, r.payload);
-      s.progress(`${r.changedBytes} bytes changed in ${r.runs} ranges (${r.changedTensors.length} tensors${r.header ? ', and header or padding bytes' : ''}) of ${formatBytes(r.modelBytes)}: a GGUF block payload (format v8) of ${formatBytes(r.payload.length)}`);
+      const o = 'takenBlocks' in r ? r : undefined;
+      s.progress(`${r.changedBytes} bytes changed in ${r.runs} ranges (${r.changedTensors.length} tensors${r.header ? ', and header or padding bytes' : ''}) of ${formatBytes(r.modelBytes)}${o ? `, ${o.takenBlocks} of ${o.changedBlocks} changed blocks taken (${(100 * o.changeCarried).toFixed(1)}% of the squared dequantized change)` : ''}: a GGUF block payload (format v8) of ${formatBytes(r.payload.length)}`);
       return {
         ...(s.out !== undefined ? { out: s.out } : {}),
         bytes: r.payload.length, modelBytes: r.modelBytes, targetModelBytes: r.modelBytes, smallerThanModel: r.payload.length < r.modelBytes, payloadToModelRatio: r.payload.length / r.modelBytes,
-        budgetBytes: 0, kept: r.changedBytes, changed: r.changedBytes, codec: 'gguf-blocks', seconds: (performance.now() - t0) / 1000,
-        baseFingerprint: r.baseFingerprint, targetFingerprint: r.targetFingerprint, method: 'exact', formatVersion: 8,
+        budgetBytes: o ? o.budgetBytes : 0, kept: o ? o.keptBytes : r.changedBytes, changed: o ? o.changedBlockBytes : r.changedBytes, codec: 'gguf-blocks', seconds: (performance.now() - t0) / 1000,
+        baseFingerprint: r.baseFingerprint, targetFingerprint: r.targetFingerprint, method: o ? 'ongrid' : 'exact', formatVersion: 8,
         payload: r.payload, warnings: [], changedBytes: r.changedBytes, changedTensors: r.changedTensors, headerChanged: r.header,
+        ...(o ? { shareCarried: o.changeCarried, ongrid: { changedBlocks: o.changedBlocks, takenBlocks: o.takenBlocks, opaqueBlocks: o.opaqueBlocks, changeCarried: o.changeCarried, tries: o.tries } } : {}),
       };
     } finally {
       target.close();
