@@ -45,4 +45,39 @@ for (const sub of ['src', 'cli']) {
   }
 }
 chmodSync(path.join(dist, 'cli', 'bin.js'), 0o755);
-console.log(`dist/: compiled with tsc; ${files} declaration files; JavaScript without comments ${jsBefore} -> ${jsAfter} bytes`);
+
+// Declaration files no entry of package.json's exports reaches are removed: a consumer's
+// TypeScript only ever follows the imports of an entry's .d.ts (the exports map forbids deep
+// imports), and on a device every file takes whole disk blocks (the device install's budget is
+// under 10 MiB on disk, test/consumer.test.ts). Reached: each export's `types` file, then every
+// relative `from '...'`, `import('...')` and `/// <reference path>` of a reached file.
+const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+const entries = Object.values(pkg.exports).map((e) => (typeof e === 'object' ? e.types : undefined)).filter((t) => typeof t === 'string' && t.startsWith('./dist/src/'));
+const specifier = /(?:from\s*|import\s*\(\s*)['"](\.{1,2}\/[^'"]+)['"]|\/\/\/\s*<reference\s+path=['"]([^'"]+)['"]/g;
+const reached = new Set();
+const queue = entries.map((t) => path.join(root, t));
+while (queue.length) {
+  const file = queue.pop();
+  if (reached.has(file)) continue;
+  reached.add(file);
+  for (const m of readFileSync(file, 'utf8').matchAll(specifier)) {
+    const target = path.resolve(path.dirname(file), m[1] ?? m[2]);
+    const dts = target.endsWith('.d.ts') ? target : target.replace(/\.js$/, '') + '.d.ts';
+    try {
+      readFileSync(dts);
+    } catch {
+      throw new Error(`build: ${path.relative(root, file)} imports ${m[1] ?? m[2]}, which has no declaration file ${path.relative(root, dts)}`);
+    }
+    queue.push(dts);
+  }
+}
+let pruned = 0;
+for (const entry of readdirSync(path.join(dist, 'src'), { recursive: true, withFileTypes: true })) {
+  if (!entry.isFile() || !entry.name.endsWith('.d.ts')) continue;
+  const file = path.join(entry.parentPath, entry.name);
+  if (reached.has(file)) continue;
+  rmSync(file);
+  rmSync(`${file}.map`, { force: true });
+  pruned++;
+}
+console.log(`dist/: compiled with tsc; ${files} declaration files (${pruned} no export reaches removed); JavaScript without comments ${jsBefore} -> ${jsAfter} bytes`);
