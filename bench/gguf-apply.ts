@@ -1,0 +1,176 @@
+/**
+ * The in-place apply of a GGUF payload on a large model, against the least any apply must do:
+ * a generated Q8_0 model of `--mib` MiB (default 2048; its data section left as holes, so it
+ * costs no disk but reads as zeros, a "sparse" file), a v2 with `--share` (default 10%) of its
+ * blocks rewritten with seeded random bytes in runs of 64 blocks, the exact payload between them
+ * (format v8, every chunk XOR range-coded), then, alternated on fresh copies of v1 (`cp --sparse=always`):
+ *
+ * - **apply**: `applyToGgufFile` (what `ndiff apply` runs): the base's digest, every chunk decoded
+ *   and journalled (fsynced) before the first overwrite, the overwrites, fsync, the read-back and
+ *   the target's digest, the journal's removal;
+ * - **plain**: the changed ranges read, their new bytes written in place, one fsync: no journal,
+ *   no digests, nothing checked (the floor of any in-place update).
+ *
+ * Each run is a child process (its peak RSS from `process.resourceUsage().maxRSS`); the ratio is
+ * apply / plain of the medians. The disk the apply grows is its journal: the old bytes of the
+ * changed ranges, and a header.
+ *
+ *   node --conditions=neural-diff-source --import tsx bench/gguf-apply.ts [--mib 2048] [--share 0.1] [--runs 3]
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { getHasher } from '../src/core/hasher.ts';
+import { seededRandom } from '../src/core/random.ts';
+import { diffGgufModels } from '../src/io/gguf/diff.ts';
+import { openGgufModel } from '../src/io/gguf/files.ts';
+import { GGUF_DEFAULT_ALIGNMENT, padTo } from '../src/io/gguf/header.ts';
+import { ggmlTypeByName } from '../src/io/gguf/types.ts';
+import { encodeGgufHeader } from '../src/io/gguf/write.ts';
+
+const arg = (name: string, fallback: string) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+
+/** One timed run, as the child prints it. */
+interface RunFigures {
+  seconds: number;
+  maxRssMiB: number;
+  writtenBytes: number;
+}
+
+if (process.argv[2] === '--child') {
+  // node bench/gguf-apply.ts --child apply|plain MODEL PAYLOAD
+  const [, , , mode, model, payloadFile] = process.argv;
+  const file = readFileSync(payloadFile);
+  const bytes = new Uint8Array(file.buffer, file.byteOffset, file.length);
+  const start = process.hrtime.bigint();
+  let written = 0;
+  if (mode === 'apply') {
+    const { applyToGgufFile } = await import('../src/io/gguf/in-place.ts');
+    const r = await applyToGgufFile(model, bytes, { state: null });
+    written = r.writtenBytes;
+  } else {
+    const { decodeGgufPayload, decodeGgufChunk } = await import('../src/io/gguf/payload.ts');
+    const { getHasher } = await import('../src/core/hasher.ts');
+    const { openSync: open, readSync, writeSync: write, fsyncSync, closeSync: close } = await import('node:fs');
+    const hasher = await getHasher();
+    const p = decodeGgufPayload(bytes, { maxPayloadBytes: bytes.length });
+    const fd = open(model, 'r+');
+    for (const chunk of p.chunks) {
+      const old = new Uint8Array(chunk.bytes);
+      let at = 0;
+      for (const r of chunk.runs) {
+        readSync(fd, old, at, r.length, r.offset);
+        at += r.length;
+      }
+      const next = decodeGgufChunk(hasher, chunk, old, 'chunk');
+      at = 0;
+      for (const r of chunk.runs) {
+        write(fd, next, at, r.length, r.offset);
+        at += r.length;
+      }
+      written += chunk.bytes;
+    }
+    fsyncSync(fd);
+    close(fd);
+  }
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  process.stdout.write(`${JSON.stringify({ seconds, maxRssMiB: process.resourceUsage().maxRSS / 1024, writtenBytes: written } satisfies RunFigures)}\n`);
+  process.exit(0);
+}
+
+const mib = Number(arg('--mib', '2048'));
+const share = Number(arg('--share', '0.1'));
+const runs = Number(arg('--runs', '3'));
+const work = mkdtempSync(path.join(tmpdir(), 'ndiff-bench-gguf-apply-'));
+const q8 = ggmlTypeByName('Q8_0')!;
+try {
+  // v1: the header, then a data section of holes (zeros: every Q8_0 block a zero scale and zero codes).
+  const perTensor = Math.floor((64 << 20) / q8.typeSize);
+  const tensorBytes = perTensor * q8.typeSize;
+  const count = Math.max(1, Math.round((mib * 2 ** 20) / tensorBytes));
+  const tensors = [];
+  let offset = 0;
+  for (let i = 0; i < count; i++) {
+    tensors.push({ name: `blk.${i}.weight`, ne: [q8.blockSize * perTensor], type: q8, offset });
+    offset = padTo(offset + tensorBytes, GGUF_DEFAULT_ALIGNMENT);
+  }
+  const header = encodeGgufHeader({ version: 3, metadata: [], tensors });
+  const dataStart = padTo(header.length, GGUF_DEFAULT_ALIGNMENT);
+  const size = dataStart + offset;
+  const v1 = path.join(work, 'v1.gguf');
+  let fd = openSync(v1, 'w');
+  writeSync(fd, header);
+  ftruncateSync(fd, size);
+  closeSync(fd);
+  // v2: runs of 64 blocks rewritten, `share` of all blocks, spread evenly with a seeded jitter.
+  const v2 = path.join(work, 'v2.gguf');
+  execFileSync('cp', ['--sparse=always', v1, v2]);
+  const random = seededRandom(7);
+  const blocks = (offset / q8.typeSize) | 0;
+  const runBlocks = 64;
+  const runsWanted = Math.round((blocks * share) / runBlocks);
+  const stride = Math.floor(blocks / runsWanted);
+  const run = new Uint8Array(runBlocks * q8.typeSize);
+  fd = openSync(v2, 'r+');
+  for (let k = 0; k < runsWanted; k++) {
+    for (let i = 0; i < run.length; i++) run[i] = Math.floor(random() * 256);
+    // Each block's float16 scale finite and small.
+    for (let b = 0; b < runBlocks; b++) run[b * q8.typeSize + 1] = 0x2c + (run[b * q8.typeSize + 1] & 7);
+    const first = k * stride + Math.floor(random() * (stride - runBlocks));
+    writeSync(fd, run, 0, run.length, dataStart + first * q8.typeSize);
+  }
+  closeSync(fd);
+  console.log(`model: ${(size / 2 ** 20).toFixed(0)} MiB Q8_0 (${count} tensors), ${runsWanted} runs of ${runBlocks} blocks changed (${((100 * runsWanted * runBlocks) / blocks).toFixed(1)}% of ${blocks} blocks)`);
+  // The payload with every chunk XOR range-coded (`ndiff diff` also tries a byte delta per chunk,
+  // which takes minutes a MiB of random changes: the apply measured here is the same either way).
+  const payload = path.join(work, 'p.ndiff');
+  const started = process.hrtime.bigint();
+  const baseFiles = openGgufModel(v1);
+  const targetFiles = openGgufModel(v2);
+  const made = diffGgufModels(await getHasher(), baseFiles.model, targetFiles.model, { modelId: 'bench', sequence: 1, createdBy: 'bench', chunkCoding: 'xor' });
+  baseFiles.close();
+  targetFiles.close();
+  writeFileSync(payload, made.payload);
+  const diffSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+  console.log(`payload: ${made.payload.length} bytes (${((100 * made.payload.length) / size).toFixed(1)}% of the model; ${made.changedBytes} bytes in ${made.runs} ranges, ${made.chunks} chunks), made in ${diffSeconds.toFixed(1)} s`);
+
+  const one = (mode: 'apply' | 'plain'): RunFigures => {
+    const device = path.join(work, 'device.gguf');
+    rmSync(device, { force: true });
+    execFileSync('cp', ['--sparse=always', v1, device]);
+    const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', import.meta.filename, '--child', mode, device, payload], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    if (r.status !== 0) throw new Error(`${mode} failed: ${r.stderr}`);
+    const figures = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as RunFigures;
+    // Both must leave the device at v2, byte for byte.
+    execFileSync('cmp', ['-s', device, v2]);
+    return figures;
+  };
+  const apply: RunFigures[] = [];
+  const plain: RunFigures[] = [];
+  for (let i = 0; i < runs; i++) {
+    // Alternated, plain first every other run.
+    if (i % 2 === 0) {
+      plain.push(one('plain'));
+      apply.push(one('apply'));
+    } else {
+      apply.push(one('apply'));
+      plain.push(one('plain'));
+    }
+    console.log(`run ${i + 1}: apply ${apply.at(-1)!.seconds.toFixed(2)} s (${apply.at(-1)!.maxRssMiB.toFixed(0)} MiB peak), plain ${plain.at(-1)!.seconds.toFixed(2)} s (${plain.at(-1)!.maxRssMiB.toFixed(0)} MiB peak)`);
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const a = median(apply.map((r) => r.seconds));
+  const b = median(plain.map((r) => r.seconds));
+  console.log('');
+  console.log('| | median time | peak RSS | bytes written in place |');
+  console.log('|---|---:|---:|---:|');
+  console.log(`| apply (journal, digests, read-back) | ${a.toFixed(2)} s | ${Math.max(...apply.map((r) => r.maxRssMiB)).toFixed(0)} MiB | ${apply[0].writtenBytes} |`);
+  console.log(`| plain read and rewrite of the changed ranges | ${b.toFixed(2)} s | ${Math.max(...plain.map((r) => r.maxRssMiB)).toFixed(0)} MiB | ${plain[0].writtenBytes} |`);
+  console.log(`apply / plain: ${(a / b).toFixed(2)}x (medians of ${runs} alternated runs); the journal: ${apply[0].writtenBytes} bytes of old ranges`);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
