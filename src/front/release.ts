@@ -141,8 +141,8 @@ export interface ReleaseAddResult {
 
 
 
-/** The option checks of `add` that need no file. */
-function checkAdd(o: ReleaseAddOptions): void {
+/** The option checks of `add` that need no file; budget auto's target and grid when it is asked for. */
+function checkAdd(o: ReleaseAddOptions): ReturnType<typeof qualityTargetOf> {
   checkChoices(o, [['outputKind', '--output-kind', OUTPUT_KINDS]]);
   const method = o.method ?? 'exact';
   const given = budgetOf(o.budget) !== undefined;
@@ -150,7 +150,10 @@ function checkAdd(o: ReleaseAddOptions): void {
   if (method !== 'exact' && method !== 'topk' && !learned) throw new UsageError(`method (--method) ${JSON.stringify(method)}: expected exact, topk or a learned method (${LEARNED_METHODS.join(', ')})`, { expected: ['exact', 'topk', ...LEARNED_METHODS], found: method });
   const auto = qualityTargetOf({ ...o, ...(o.budget !== undefined ? { budget: o.budget } : {}) });
   if (auto) checkAutoAdd(o, method, auto.target);
-  if (learned) return checkLearnedAdd(o, given);
+  if (learned) {
+    checkLearnedAdd(o, given);
+    return auto;
+  }
   const learnedOnly = (['train', 'teacher', 'epochs', 'seed', 'tune', 'threads'] as const).filter((k) => o[k] !== undefined);
   if (learnedOnly.length) throw new UsageError(`${learnedOnly.join(', ')} (--${learnedOnly[0]}) plan learned payloads: set method (--method) to a learned one (sparse, lowbit, auto...), or leave them out`, { found: learnedOnly });
   if (method === 'topk' && !given) throw new UsageError('method topk (--method topk) needs budget (--budget), e.g. 2%: the byte budget of each payload');
@@ -163,6 +166,7 @@ function checkAdd(o: ReleaseAddOptions): void {
   if (o.keyframeBelow !== undefined && o.eval === undefined) throw new UsageError('keyframeBelow (--keyframe-below) is the least agreement with the version a lossy chain may drift to, measured on the eval inputs: add eval (--eval INPUTS), or leave keyframeBelow (--keyframe-below) out');
   const threshold = o.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
   if (!(threshold >= 0 && threshold <= 1)) throw new UsageError(`keyframeBelow (--keyframe-below) ${o.keyframeBelow}: expected an agreement from 0 to 1 (0.98 for 98%)`, { expected: '0 to 1', found: o.keyframeBelow });
+  return auto;
 }
 
 /** The checks of budget `auto` in a release: top-k payloads, measured at add time by their agreement. */
@@ -191,10 +195,9 @@ function checkLearnedAdd(o: ReleaseAddOptions, budgetGiven: boolean): void {
  * the version and its jobs only. A refused add leaves the folder as it was.
  */
 async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
-  checkAdd(o);
+  const auto = checkAdd(o);
   const progress = o.onProgress ?? NO_PROGRESS;
   const method = o.method ?? 'exact';
-  const auto = qualityTargetOf({ ...o, ...(o.budget !== undefined ? { budget: o.budget } : {}) });
   const grid = auto ? await gridOfModel(o.model, auto.grid) : undefined;
   const budget = grid ? grid[0] : budgetOf(o.budget);
   const threshold = auto ? auto.target.value : o.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;
