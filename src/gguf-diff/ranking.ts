@@ -23,7 +23,7 @@ const BINS_PER_OCTAVE = 64;
 const LOWEST_OCTAVE = -160;
 /** Octaves covered by the histogram (above them: the top bin). */
 const OCTAVES = 256;
-/** Bins: 0 holds changed units whose dequantized values do not change (NaN bits, -0), 1.. the positive scores. */
+/** Bins: 0 holds changed units whose dequantized values do not change (a zero's sign: a NaN's other bits score as the largest change), 1.. the positive scores. */
 export const RANKING_BINS = 1 + OCTAVES * BINS_PER_OCTAVE;
 /** Estimated payload bytes a changed unit costs besides its changed bytes (its range's varints, its share of a chunk). */
 const UNIT_OVERHEAD = 3;
@@ -62,7 +62,6 @@ export class UnitScorer {
       if (d !== 0) score += Number.isFinite(d) ? d * d : Number.MAX_VALUE;
     }
     if (!Number.isFinite(score)) score = Number.MAX_VALUE;
-    if (Number.isNaN(score)) score = 0;
     return { score, cost: changed + UNIT_OVERHEAD };
   }
 }
