@@ -49,11 +49,11 @@ if (mode === 'maxPoolGrad') {
 } else if (mode === 'setThreads') {
   addon.setThreads(a, 100);
   // A new thread's stack is the soft stack limit the process started with (glibc's default; the test
-  // starts this child with 64 MiB). Leave a mebibyte less than one stack: no new thread fits, and
-  // V8 and Node keep tens of mebibytes for themselves (4 MiB was too few on a busier runtime: its
-  // own allocations failed before the pool's did).
+  // starts this child with 1 GiB). Leave a mebibyte less than one stack: no new thread fits, and
+  // V8 and Node keep the rest for themselves (tens of mebibytes were too few on a busy runtime:
+  // a background compile or a heap growing there failed before the pool's threads did).
   const stack = Number(/Max stack size\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1]);
-  capAt(Number.isFinite(stack) && stack >= 8 << 20 ? stack - (1 << 20) : 4 << 20);
+  capAt(Number.isFinite(stack) && stack >= 8 * 2 ** 20 ? stack - 2 ** 20 : 4 * 2 ** 20);
   const out = attempt(() => addon.setThreads(b));
   process.stdout.write(`${JSON.stringify({ ...out, poolThreads: addon.info().poolThreads })}\n`);
 } else {
