@@ -30,11 +30,16 @@ while [ $# -gt 0 ]; do
 done
 case "$threads" in ''|*[!0-9]*|0) echo "make-pairs.sh: --threads expects a positive integer, got '$threads'" >&2; exit 2 ;; esac
 
-llama_pkg="$cache/llama/node_modules/node-llama-cpp"
+# node-llama-cpp where scripts/install-llama.sh puts it: $NEURAL_DIFF_LLAMA_DIR, else .cache/llama/
+# beside package.json, else the shared cache's llama/ (where CI installs it).
+if [ -n "${NEURAL_DIFF_LLAMA_DIR:-}" ]; then llama_dir="$NEURAL_DIFF_LLAMA_DIR"
+elif [ -d "$here/../../.cache/llama/node_modules/node-llama-cpp" ]; then llama_dir="$(cd "$here/../.." && pwd)/.cache/llama"
+else llama_dir="$cache/llama"; fi
+llama_pkg="$llama_dir/node_modules/node-llama-cpp"
 bundle="$llama_pkg/llama/gitRelease.bundle"
-lib_dir="$(ls -d "$cache"/llama/node_modules/@node-llama-cpp/linux-x64/bins/* 2>/dev/null | head -n 1 || true)"
+lib_dir="$(ls -d "$llama_dir"/node_modules/@node-llama-cpp/linux-x64/bins/* 2>/dev/null | head -n 1 || true)"
 if [ ! -f "$bundle" ] || [ -z "$lib_dir" ]; then
-  echo "make-pairs.sh: node-llama-cpp is not installed under $cache/llama (its llama.cpp bundle and libllama are needed): run scripts/install-llama.sh" >&2
+  echo "make-pairs.sh: node-llama-cpp is not installed under $llama_dir (its llama.cpp bundle and libllama are needed): run NEURAL_DIFF_LLAMA_DIR=$llama_dir sh scripts/install-llama.sh" >&2
   exit 3
 fi
 
