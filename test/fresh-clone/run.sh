@@ -6,6 +6,7 @@
 #   bash test/fresh-clone/run.sh --full    # one clone per condition (about three times as long)
 #   bash test/fresh-clone/run.sh --keep    # keep the clones (their paths are printed)
 #   bash test/fresh-clone/run.sh --node 24.21.0   # on that Node release (scripts/node-release.sh fetches it)
+#   bash test/fresh-clone/run.sh --shard 1/2      # the suite's first half of test files (Node's --test-shard)
 #
 # The conditions: the checkout inside a folder only its owner may enter (mode 0700, as `mktemp -d`
 # makes it, and as /root is when working as root); a path with spaces and non-ASCII characters;
@@ -14,11 +15,11 @@
 # exactly as the README says. Exit 0 only if every run passes.
 set -euo pipefail
 src="$(cd "$(dirname "$0")/../.." && pwd)"
-mode=quick keep=0 node=""
+mode=quick keep=0 node="" shard=""
 # --node VERSION as two words too
 args=()
 while [ $# -gt 0 ]; do
-  if [ "$1" = --node ] && [ $# -ge 2 ]; then args+=("--node=$2"); shift 2; else args+=("$1"); shift; fi
+  if { [ "$1" = --node ] || [ "$1" = --shard ]; } && [ $# -ge 2 ]; then args+=("$1=$2"); shift 2; else args+=("$1"); shift; fi
 done
 set -- "${args[@]+"${args[@]}"}"
 for arg in "$@"; do
@@ -27,10 +28,20 @@ for arg in "$@"; do
     --quick) mode=quick ;;
     --keep) keep=1 ;;
     --node=*) node="${arg#--node=}" ;;
+    --shard=*) shard="${arg#--shard=}" ;;
     -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "fresh-clone: unknown option '$arg' (expected --quick, --full, --keep or --node VERSION)" >&2; exit 2 ;;
+    *) echo "fresh-clone: unknown option '$arg' (expected --quick, --full, --keep, --node VERSION or --shard K/N)" >&2; exit 2 ;;
   esac
 done
+if [ -n "$shard" ]; then
+  if ! [[ "$shard" =~ ^([1-9][0-9]*)/([1-9][0-9]*)$ ]] || [ "${BASH_REMATCH[1]}" -gt "${BASH_REMATCH[2]}" ]; then
+    echo "fresh-clone: --shard takes K/N with 1 <= K <= N (the K-th of N parts of the test files), not '$shard'" >&2; exit 2
+  fi
+  # Node's test runner takes the files whose place in the sorted list is K-1 modulo N; npm test's
+  # command line stays the README's (NODE_OPTIONS reaches the runner; children ignore the flag).
+  export NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--test-shard=$shard"
+  echo "fresh-clone: test files of part $shard only (--test-shard=$shard)"
+fi
 
 if [ -n "$node" ]; then
   bin="$(bash "$src/scripts/node-release.sh" "$node")"
