@@ -16,7 +16,7 @@
  * @module neural-diff
  */
 // What the commands do.
-export { diff, type DiffOptions, type DiffResult, type DiffPayload, type ValueDiffReport, type StructuralDiffReport, type CalibrationReport, type CalibrationScore, type ClosenessMetric, type EvalCloseness, type OutputKind, type BudgetSearchReport, type BudgetTry, type QualityTarget, type QualityTargetOptions } from './front/diff.ts';
+export { diff, type DiffOptions, type DiffResult, type DiffPayload, type ValueDiffReport, type StructuralDiffReport, type CalibrationReport, type CalibrationScore, type ClosenessMetric, type EvalCloseness, type OutputKind, type BudgetSearchReport, type BudgetTry, type QualityTarget, type QualityTargetOptions, type GgufPayloadEval, type GgufEvalRow } from './front/diff.ts';
 export { apply, DEFAULT_MAX_PAYLOAD_BYTES, type ApplyOptions, type ApplyReport, type PendingOutcome } from './front/apply.ts';
 export { inspect, type InspectReport, type PayloadSummary, type PatchSummary, type GgufPayloadSummary } from './front/inspect.ts';
 export type { GgufPayloadHeader, GgufPartDigests } from './io/gguf/payload.ts';

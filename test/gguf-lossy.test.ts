@@ -132,9 +132,6 @@ test('ndiff diff --budget 5% equals the library call byte for byte; ndiff apply 
   assert.equal(viaLib.targetFingerprint, doc.targetFingerprint);
   assert.equal(Buffer.compare(readFileSync(c), readFileSync(d)), 0, 'the CLI and the library end with the same file');
   checkOnGrid(v1, v2, new Uint8Array(readFileSync(c)));
-  const evalRefused = await runNdiff('diff', '--base', a, '--target', b, '--budget', '5%', '--model-id', 'tiny', '--out', join(dir, 'e.ndiff'), '--eval', join(GGUF_VECTORS, 'stories', 'held-out.txt'));
-  assert.notEqual(evalRefused.code, 0);
-  assert.match(evalRefused.err, /not yet/);
 });
 
 test('through llama.cpp on the stories260K pair: a larger budget agrees with v2 at least as often, at no larger KL', { skip: llamaSkip }, async () => {

@@ -8,6 +8,7 @@ import { DIFF_CHOICES } from '../../src/front/diff-options.ts';
 import { choicesOf } from '../../src/core/choices.ts';
 import { MAX_CALIBRATION_EXAMPLES } from '../../src/front/measure/calibrate.ts';
 import { budgetChoiceText, budgetTryText } from '../../src/front/budget-search.ts';
+import { ggufEvalText } from '../../src/front/diff-gguf-eval.ts';
 import { closenessLines } from '../../src/front/measure/payload-eval.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
@@ -64,7 +65,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('lowbit-codes-only', { type: 'boolean', default: false, describe: 'lowbit as dense codes only, for older appliers' })
     .option('exact-codec', { choices: choicesOf(DIFF_CHOICES, 'exactCodec'), default: 'auto' as const, describe: 'codecs of --budget all' })
     .option('store', { choices: choicesOf(DIFF_CHOICES, 'store'), default: 'stored' as const, describe: 'quantized tensors stay on their grid' })
-    .option('eval', { type: 'string', describe: 'inputs: measure base + payload against --target' })
+    .option('eval', { type: 'string', describe: 'inputs (.gguf: held-out text): measure base + payload against --target' })
     .option('metrics-out', { type: 'string', describe: 'write a metrics JSON for ndiff report' })
     .option('state', { type: 'string', array: true, default: [] as string[], describe: 'stateful .onnx: INPUT:OUTPUT pairs carried' })
     .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
@@ -126,6 +127,7 @@ function printValue(a: DiffArgs, io: CliIO, r: ValueDiffReport & { payload: Uint
   io.out(`base ${r.baseFingerprint} -> target ${r.targetFingerprint}`);
   if (a.modelOut) io.out(`wrote the updated model to ${a.modelOut} (${r.modelOutFingerprint}): diff the next version against it`);
   if (r.eval) for (const line of closenessLines(r.eval, '--target')) io.out(line);
+  if (r.llamaEval) io.out(ggufEvalText(r.llamaEval));
   if (r.budgetSearch) {
     for (const t of r.budgetSearch.tried) io.out(`budget auto: ${budgetTryText(r.budgetSearch.target, t)}`);
     io.out(budgetChoiceText(r.budgetSearch));

@@ -3,9 +3,12 @@
  * docs/format/gguf.md §18.4) for two versions of one layout. Budget `all`: every changed ggml
  * block exactly. A byte budget (`10%` of the target file, `2MB`, bytes): the on-grid payload
  * (§18.6, src/gguf-diff/), the same format whose target is a mix of the two versions, each block
- * v1's or v2's, chosen by the squared dequantized change per payload byte. A method, `eval`
- * (not yet for GGUF) or `calibrate` are refused, saying so, and two models laid out differently
- * are refused with what differs (ship the new file whole).
+ * v1's or v2's, chosen by the squared dequantized change per payload byte. With `eval` (a held-out
+ * text) the payload is measured through llama.cpp before it is written (diff-gguf-eval.ts) and
+ * refused when no closer to v2 than v1; budget `auto` with `minAgreement` writes the smallest
+ * on-grid payload of the grid that meets it, the exact one when none does. A method or
+ * `calibrate` are refused, saying so, and two models laid out differently are refused with what
+ * differs (ship the new file whole).
  */
 import { writeFile } from 'node:fs/promises';
 import { UsageError } from '../core/errors.ts';
@@ -17,8 +20,11 @@ import { readModelIdRecord } from '../io/durable/model-id-file.ts';
 import { diffGgufModels, type GgufDiffResult } from '../io/gguf/diff.ts';
 import { openGgufModel } from '../io/gguf/files.ts';
 import { ggufModelFiles } from '../io/gguf/in-place.ts';
+import { budgetChoiceText, searchBudget, type BudgetSearchReport } from './budget-search.ts';
+import { checkGgufTarget, ggufCloseness, ggufEvalText, measureGgufPayload, refuseGgufMovingAway } from './diff-gguf-eval.ts';
 import { isEveryChange, type DiffSettings } from './diff-options.ts';
-import type { DiffPayload, ValueDiffReport } from './diff-types.ts';
+import type { DiffPayload, GgufPayloadEval, ValueDiffReport } from './diff-types.ts';
+import { qualityTargetOf } from './quality-target.ts';
 
 /** What an on-grid GGUF payload took (docs/format/gguf.md §18.6). */
 export interface OngridGgufReport {
@@ -40,7 +46,7 @@ export interface OngridGgufReport {
  * and no warnings.
  * Method `exact` for budget all, `ongrid` for a byte budget (with {@link OngridGgufReport}).
  */
-export interface GgufDiffReport extends Pick<ValueDiffReport, 'out' | 'bytes' | 'modelBytes' | 'targetModelBytes' | 'smallerThanModel' | 'payloadToModelRatio' | 'budgetBytes' | 'kept' | 'changed' | 'seconds' | 'shareCarried'>, DiffPayload {
+export interface GgufDiffReport extends Pick<ValueDiffReport, 'out' | 'bytes' | 'modelBytes' | 'targetModelBytes' | 'smallerThanModel' | 'payloadToModelRatio' | 'budgetBytes' | 'kept' | 'changed' | 'seconds' | 'shareCarried' | 'llamaEval' | 'budgetSearch'>, DiffPayload {
   codec: 'gguf-blocks';
   /** The stored-bytes digests of the two models (docs/format/gguf.md §18.4), not the float32 fingerprints of §18.3. */
   baseFingerprint: string;
@@ -61,7 +67,6 @@ function unusable(s: DiffSettings): string[] {
   return [
     s.method !== undefined && `method (--method ${s.method})`,
     s.calibrate !== undefined && 'calibrate (--calibrate)',
-    s.eval !== undefined && 'eval (--eval: measuring a GGUF payload through llama.cpp is not yet part of diff; apply it to a copy and run ndiff measure)',
     s.modelOut !== undefined && 'modelOut (--model-out)',
     s.metricsOut !== undefined && 'metricsOut (--metrics-out)',
     s.codec !== 'auto' && `codec (--codec ${s.codec})`,
@@ -76,13 +81,14 @@ function unusable(s: DiffSettings): string[] {
 /**
  * The GGUF block payload from `s.base` to `s.target` (two .gguf models; a split model by any
  * part's name), written to `s.out` when given.
- * @throws UsageError a budget other than `all`, or options a GGUF diff does not take;
+ * @throws UsageError options a GGUF diff does not take, or a budget auto target other than minAgreement;
+ *   NoImprovementError with `eval`, a payload no closer to the target than the base (nothing written);
+ *   MissingDependencyError with `eval` or budget auto, node-llama-cpp not installed;
  *   ModelMismatchError two models laid out differently; ModelFormatError an unreadable file
  */
 export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
-  if (s.budget.trim().toLowerCase() === 'auto') {
-    throw new UsageError(`budget auto (--budget auto) searches budgets by measuring on inputs, which GGUF models do not take yet: give a byte budget (--budget 10%, of the target file, or 2MB) for an on-grid payload, or budget all (--budget all) for the exact one`, { budget: s.budget });
-  }
+  const auto = qualityTargetOf(s);
+  if (auto) checkGgufTarget(auto.target);
   const extra = unusable(s);
   if (extra.length) throw new UsageError(`${extra.join(', ')} do${extra.length === 1 ? 'es' : ''} not apply to GGUF models, which are diffed from their stored blocks (exactly with budget all, on the device's grid under a byte budget): leave ${extra.length === 1 ? 'it' : 'them'} out`, { options: extra });
   const first = ggufModelFiles(s.base)[0];
@@ -97,12 +103,37 @@ export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
     const target = openGgufModel(s.target);
     try {
       const options = { modelId, sequence: s.sequence, createdBy: CREATED_BY, ...(s.expiresAt !== undefined ? { expiresAt: s.expiresAt } : {}) };
-      const exact = isEveryChange(s);
+      const modelBytes = target.model.parts.reduce((n, p) => n + p.header.fileSize, 0);
+      const exactDiff = () => diffGgufModels(hasher, base.model, target.model, options);
+      const ongridDiff = (budget: string) => ongridGgufDiff(hasher, base.model, target.model, parseBudget(budget, modelBytes), options);
       let r: GgufDiffResult | OngridGgufResult;
-      if (exact) r = diffGgufModels(hasher, base.model, target.model, options);
-      else {
-        const modelBytes = target.model.parts.reduce((n, p) => n + p.header.fileSize, 0);
-        r = ongridGgufDiff(hasher, base.model, target.model, parseBudget(s.budget, modelBytes), options);
+      let measured: GgufPayloadEval | undefined;
+      let budgetSearch: BudgetSearchReport | undefined;
+      if (auto) {
+        // Each grid budget's on-grid payload, measured on the held-out text; the smallest meeting
+        // the target is written as `budget: B` alone writes it, else the exact payload.
+        const search = await searchBudget({
+          target: auto.target, grid: auto.grid, modelBytes, allowWorse: !!s.allowWorse, progress: s.progress,
+          candidates: () => [{ how: 'on grid', make: async (budget) => {
+            const made = ongridDiff(budget);
+            const e = await measureGgufPayload(s, made.payload);
+            return { result: { made, e }, bytes: made.payload.length, closeness: ggufCloseness(e) };
+          } }],
+        });
+        budgetSearch = { ...search.report, chosen: search.found?.budget ?? 'all', chosenHow: search.found ? search.found.how : 'exact', fallback: !search.found };
+        if (search.found) ({ made: r, e: measured } = search.found.result);
+        else {
+          r = exactDiff();
+          measured = await measureGgufPayload(s, r.payload);
+        }
+        s.progress(budgetChoiceText(budgetSearch));
+      } else {
+        r = isEveryChange(s) ? exactDiff() : ongridDiff(s.budget);
+        if (s.eval !== undefined) {
+          measured = await measureGgufPayload(s, r.payload);
+          s.progress(ggufEvalText(measured));
+          refuseGgufMovingAway(s, measured, r.payload.length);
+        }
       }
       if (s.out !== undefined) await writeFile(s.out, r.payload);
       const o = 'takenBlocks' in r ? r : undefined;
@@ -114,6 +145,8 @@ export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
         baseFingerprint: r.baseFingerprint, targetFingerprint: r.targetFingerprint, method: o ? 'ongrid' : 'exact', formatVersion: 8,
         payload: r.payload, warnings: [], changedBytes: r.changedBytes, changedTensors: r.changedTensors, headerChanged: r.header,
         ...(o ? { shareCarried: o.changeCarried, ongrid: { changedBlocks: o.changedBlocks, takenBlocks: o.takenBlocks, opaqueBlocks: o.opaqueBlocks, changeCarried: o.changeCarried, tries: o.tries } } : {}),
+        ...(measured ? { llamaEval: measured } : {}),
+        ...(budgetSearch ? { budgetSearch } : {}),
       };
     } finally {
       target.close();

@@ -69,6 +69,8 @@ export interface ValueDiffReport {
   modelOut?: string;
   modelOutFingerprint?: string;
   eval?: EvalCloseness;
+  /** GGUF models with `eval`: the payload measured through llama.cpp on the held-out text. */
+  llamaEval?: GgufPayloadEval;
   estimate?: WeightEstimate;
   warning?: string;
   /** `budget: 'auto'`: every budget tried, its figure and time, and the one chosen. */
@@ -79,4 +81,30 @@ export interface ValueDiffReport {
 export interface DiffPayload {
   payload: Uint8Array;
   warnings: string[];
+}
+
+/** One model's figures beside v2 on the held-out text. */
+export interface GgufEvalRow {
+  /** Share of positions whose most likely next token is v2's. */
+  agreement: number;
+  /** Mean KL(v2 || model) over the next-token distributions, nats per position. */
+  meanKl: number;
+  perplexity: number;
+}
+
+/** What `--eval` measured of a GGUF payload (`ndiff diff --json`'s `llamaEval`). */
+export interface GgufPayloadEval {
+  kind: 'gguf-llama';
+  /** The held-out text. */
+  eval: string;
+  /** Positions compared (each predicts a token of the text). */
+  positions: number;
+  /** The base (v1) unpatched, and base + payload, each beside the target. */
+  base: GgufEvalRow;
+  patched: GgufEvalRow;
+  /** The target's own perplexity on the text. */
+  targetPerplexity: number;
+  /** Base + payload is no closer to the target than the base (mean KL not lower, or agreement lower beyond noise). */
+  movesAway: boolean;
+  runtime: { package: 'node-llama-cpp'; version: string };
 }

@@ -30,7 +30,7 @@ import { loadOnnxEval, measureOnInputs, measureOnnx, measureTflite, movesAwayTex
 
 export type { DiffOptions } from './diff-options.ts';
 export type { StructuralDiffReport } from './diff-structural.ts';
-export type { CalibrationReport, CalibrationScore, ClosenessMetric, DiffPayload, EvalCloseness, OutputKind, ValueDiffReport } from './diff-types.ts';
+export type { CalibrationReport, CalibrationScore, ClosenessMetric, DiffPayload, EvalCloseness, GgufEvalRow, GgufPayloadEval, OutputKind, ValueDiffReport } from './diff-types.ts';
 export type { BudgetSearchReport, BudgetTry } from './budget-search.ts';
 export type { QualityTarget, QualityTargetOptions } from './quality-target.ts';
 
