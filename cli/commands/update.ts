@@ -36,7 +36,7 @@ const EXIT_OF: Record<string, number> = {
 export function updateCommand(y: Argv): Argv<UpdateArgs> {
   return y
     .usage('ndiff update --model PATH --from URL --public-key FILE [options]\n\nBring a model to the newest version of a release folder (ndiff release) by the fewest bytes: a payload, a chain of them, or the full model. Downloads resume; every file is checked; the switch is atomic.')
-    .option('model', { type: 'string', demandOption: true, describe: 'TF.js folder, .onnx, .tflite or .safetensors file (may not exist yet)' })
+    .option('model', { type: 'string', demandOption: true, describe: 'TF.js folder, .onnx, .tflite or .safetensors file (may not exist yet), or .gguf file (payloads only)' })
     .option('from', { type: 'string', array: true, demandOption: true, describe: 'release folder URL; repeat for mirrors' })
     .option('public-key', { type: 'string', array: true, demandOption: true, describe: 'publisher\'s Ed25519 public key (repeatable)' })
     .option('model-id', { type: 'string', describe: 'model id expected (default: the one recorded)' })
