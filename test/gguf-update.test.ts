@@ -21,6 +21,8 @@ import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { update } from '../src/front/update.ts';
+import { PendingUpdateError } from '../src/core/errors.ts';
+import { recoverGgufFile } from '../src/io/gguf/in-place.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { diffGgufModels } from '../src/io/gguf/diff.ts';
 import { bytesSource } from '../src/io/gguf/header.ts';
@@ -137,8 +139,11 @@ describe('ndiff update of a .gguf model', () => {
     assert.equal(killed.signal, 'SIGKILL', killed.stderr);
     assert.ok(same(new Uint8Array(await readFile(file)), v2), 'killed after the switch: the model is v2 byte for byte');
     assert.deepEqual(await beside(file), ['model.gguf.ndiff-undo', 'model.gguf.ndiff-undo.switched'], 'the journal and the switch marker wait beside it');
-    const fileB = await device(v1);
-    for (const name of ['model.gguf', 'model.gguf.ndiff-undo', 'model.gguf.ndiff-undo.switched']) await copyFile(path.join(path.dirname(file), name), path.join(path.dirname(fileB), name));
+    // Other devices in the same state: for the failing check, for ndiff apply, for the library's recovery.
+    const [fileB, fileC, fileD] = [await device(v1), await device(v1), await device(v1)];
+    for (const f of [fileB, fileC, fileD]) {
+      for (const name of ['model.gguf', 'model.gguf.ndiff-undo', 'model.gguf.ndiff-undo.switched']) await copyFile(path.join(path.dirname(file), name), path.join(path.dirname(f), name));
+    }
 
     // No health check: refused, nothing changed.
     const plain = await run('update', ...from(file), '--json');
@@ -165,6 +170,27 @@ describe('ndiff update of a .gguf model', () => {
     assert.match(bad.err, /health check failed .*rolled back to the previous version/);
     assert.ok(same(new Uint8Array(await readFile(fileB)), v1), 'v1 is back byte for byte');
     assert.deepEqual(await beside(fileB), []);
+
+    // ndiff apply meets it the same way: refused without a check; with one, finished first and said so.
+    const payloadFile = path.join(release.dir, payload);
+    const applyArgs = ['apply', '--model', fileC, '--patch', payloadFile, '--public-key', release.publicKeyFile, '--json'];
+    const refused = await run(...applyArgs);
+    assert.equal(refused.code, 5, refused.out + refused.err);
+    assert.ok(same(new Uint8Array(await readFile(fileC)), v2));
+    const applied = await run(...applyArgs, '--health-check', 'true');
+    assert.equal(applied.code, 0, applied.err);
+    const report = JSON.parse(applied.out) as { status: string; pendingUpdate?: { outcome: string } };
+    assert.equal(report.status, 'already-applied');
+    assert.equal(report.pendingUpdate?.outcome, 'confirmed');
+    assert.deepEqual(await beside(fileC), []);
+
+    // The library's recovery, as an app calls it before loading the model.
+    await assert.rejects(recoverGgufFile(fileD), (e: Error) => e instanceof PendingUpdateError);
+    assert.ok(same(new Uint8Array(await readFile(fileD)), v2), 'refused: nothing changed');
+    const rolled = await recoverGgufFile(fileD, { healthCheck: () => false });
+    assert.equal(rolled.pending?.outcome, 'rolled-back');
+    assert.ok(same(new Uint8Array(await readFile(fileD)), v1), 'v1 is back byte for byte');
+    assert.deepEqual(await beside(fileD), []);
   });
 
   test('a model no payload starts from is refused, never installed whole: nothing downloaded, the file untouched', async () => {

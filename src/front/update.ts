@@ -68,7 +68,7 @@ async function modelIdOf(o: UpdateOptions, stateDir: string): Promise<string> {
  * answer within `timeoutS` is stopped and fails the check.
  */
 function healthCommand(command: string, model: string, timeoutS: number, progress: Progress): NonNullable<NodeUpdateOptions['healthCheck']> {
-  const file = /\.(onnx|tflite|safetensors|gguf)$/i.test(model) || (/\.json$/i.test(model) && path.basename(model) !== 'model.json') ? model : undefined;
+  const file = /\.(onnx|tflite|gguf)$/i.test(model) || (/\.json$/i.test(model) && path.basename(model) !== 'model.json') ? model : undefined;
   const dir = file ? path.dirname(model) : path.basename(model) === 'model.json' ? path.dirname(model) : model;
   return ({ version, fingerprint }) => runHealthCheck(command, dir, timeoutS, progress, file, { NDIFF_MODEL: model, NDIFF_VERSION: String(version), NDIFF_FINGERPRINT: fingerprint });
 }
