@@ -195,6 +195,9 @@ describe('ndiff update of a .gguf model', () => {
 
   test('a model no payload starts from is refused, never installed whole: nothing downloaded, the file untouched', async () => {
     const file = await device(other.slice(0, other.length - 1));
+    const check = await run('update', ...from(file), '--check');
+    assert.equal(check.code, 0, check.err);
+    assert.match(check.out, /no payload left starts from this model, and a \.gguf model is never installed whole/);
     const before = server.log.length;
     const r = await run('update', ...from(file), '--json');
     assert.equal(r.code, 5, r.out + r.err);

@@ -197,7 +197,7 @@ export class Updater {
     const fingerprint = await this.options.target.fingerprint({ recover: false });
     const failed = new Set(record.failed);
     const m = release.manifest;
-    return { release: m.release, latest: m.latest, fingerprint, plan: planUpdate(m, fingerprint, { payloads: failed, noFullPackage: failed.has(packageKey(versionOf(m, m.latest))), noStructural: !rebuilds(this.options.target) }), ...(pendingUpdate ? { pendingUpdate } : {}) };
+    return { release: m.release, latest: m.latest, fingerprint, plan: planUpdate(m, fingerprint, { payloads: failed, noFullPackage: this.options.target.installs === false || failed.has(packageKey(versionOf(m, m.latest))), noStructural: !rebuilds(this.options.target) }), ...(pendingUpdate ? { pendingUpdate } : {}) };
   }
 
   /**
