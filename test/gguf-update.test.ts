@@ -214,6 +214,28 @@ describe('ndiff update of a .gguf model', () => {
     await assert.rejects(stat(missing), { code: 'ENOENT' });
   });
 
+  test('a split model, named by any part: every part reaches v2 byte for byte; a failing health check brings every part of v1 back', async () => {
+    const names = [1, 2, 3].map((k) => `tiny-split-0000${k}-of-00003.gguf`);
+    const s1 = names.map((x) => ggufFixture(x));
+    const s2 = s1.map((b, i) => perturbGguf(b, { blockShare: 0.1, seed: 31 + i, metadata: i === 0 }));
+    const split = await writeGgufRelease(path.join(work, 'site', 'split'), [s1, s2], { partNames: names });
+    const dirs = [path.join(work, 'split-a'), path.join(work, 'split-b')];
+    for (const dir of dirs) {
+      await mkdir(dir);
+      for (const [i, x] of names.entries()) await writeFile(path.join(dir, x), s1[i]);
+    }
+    const args = (dir: string) => ['--model', path.join(dir, names[1]), '--from', `${server.url}split/`, '--public-key', split.publicKeyFile, '--model-id', 'tiny-llm'];
+    const bad = await run('update', ...args(dirs[1]), '--health-check', 'false', '--json');
+    assert.equal(bad.code, 5, bad.out + bad.err);
+    assert.equal((JSON.parse(bad.out) as { result: { steps: { outcome: string }[] } }).result.steps[0].outcome, 'health-check-failed');
+    for (const [i, x] of names.entries()) assert.ok(same(new Uint8Array(await readFile(path.join(dirs[1], x))), s1[i]), `part ${i + 1} is v1 again`);
+    const r = await run('update', ...args(dirs[0]), '--health-check', 'true', '--json');
+    assert.equal(r.code, 0, r.err);
+    assert.equal((JSON.parse(r.out) as { fingerprint: string }).fingerprint, split.digests[1]);
+    for (const [i, x] of names.entries()) assert.ok(same(new Uint8Array(await readFile(path.join(dirs[0], x))), s2[i]), `part ${i + 1} is v2`);
+    assert.deepEqual((await readdir(dirs[0])).filter((n) => n.includes('.ndiff-undo')), []);
+  });
+
   test('a payload the manifest lists for a base it was not made from is refused, the file untouched', async () => {
     const file = await device(other);
     const r = await run('update', ...from(file), '--json');
