@@ -145,6 +145,11 @@ describe('ndiff update of a .gguf model', () => {
       for (const name of ['model.gguf', 'model.gguf.ndiff-undo', 'model.gguf.ndiff-undo.switched']) await copyFile(path.join(path.dirname(file), name), path.join(path.dirname(f), name));
     }
 
+    // A read says the version in place is not confirmed yet.
+    const fp = await run('fingerprint', file, '--json');
+    assert.equal(fp.code, 0, fp.err);
+    assert.equal((JSON.parse(fp.out) as { unfinishedUpdate?: boolean }).unfinishedUpdate, true);
+
     // No health check: refused, nothing changed.
     const plain = await run('update', ...from(file), '--json');
     assert.equal(plain.code, 5, plain.out + plain.err);

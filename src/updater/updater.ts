@@ -411,7 +411,7 @@ export class Updater {
     // A structural payload (format v7) rebuilds the model's files; its target's apply checks the rest.
     const header = isStructuralPayload(opened.payload) ? (await decodeStructuralPayload(opened.payload)).header
       // A GGUF block payload (format v8) names its base and target by their stored bytes; its apply checks the rest.
-      : isGgufPayloadDocument(opened.payload) ? decodeGgufPayload(opened.payload).header
+      : this.options.target.kind === 'gguf' && isGgufPayloadDocument(opened.payload) ? decodeGgufPayload(opened.payload).header
       : (await verifyPayload(bytes, policy)).payload.header;
     const wrong = header.modelId !== m.modelId ? `model id ${JSON.stringify(header.modelId)}` : header.baseFingerprint !== p.base ? `base ${header.baseFingerprint}` : header.targetFingerprint !== p.target ? `target ${header.targetFingerprint}` : header.sequence !== p.sequence ? `sequence ${header.sequence}` : '';
     if (wrong) {
