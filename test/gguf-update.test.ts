@@ -23,6 +23,8 @@ import * as path from 'node:path';
 import { update } from '../src/front/update.ts';
 import { PendingUpdateError } from '../src/core/errors.ts';
 import { recoverGgufFile } from '../src/io/gguf/in-place.ts';
+import { readModelIdRecord } from '../src/io/durable/model-id-file.ts';
+import { weightsFileSequenceStore } from '../src/io/durable/weights-file-update.ts';
 import { getHasher } from '../src/core/hasher.ts';
 import { diffGgufModels } from '../src/io/gguf/diff.ts';
 import { bytesSource } from '../src/io/gguf/header.ts';
@@ -188,6 +190,9 @@ describe('ndiff update of a .gguf model', () => {
     assert.equal(report.status, 'already-applied');
     assert.equal(report.pendingUpdate?.outcome, 'confirmed');
     assert.deepEqual(await beside(fileC), []);
+    // Its model id and sequence recorded, as the interrupted apply's own commit would have.
+    assert.equal(await readModelIdRecord(fileC), 'tiny-llm');
+    assert.equal(await weightsFileSequenceStore(fileC).get('tiny-llm'), 2);
 
     // The library's recovery, as an app calls it before loading the model.
     await assert.rejects(recoverGgufFile(fileD), (e: Error) => e instanceof PendingUpdateError);

@@ -42,7 +42,7 @@ import { openGgufModel } from './files.ts';
 import { splitPartName, splitPartPath, type GgufModel } from './model.ts';
 import { bytes8, decodeGgufChunk, decodeGgufPayload, ggufModelDigest, ggufPayloadMisfit, type GgufChunk, type GgufPayload, type GgufPayloadHeader } from './payload.ts';
 import { settlePendingSwitch, type PendingHealthCheck, type PendingOptions } from '../durable/pending-update.ts';
-import { clearSwitchMarker, readFully, readSwitchMarker, rollBackGguf, undoJournalPending, UndoJournalWriter, writeFully, writeSwitchMarker, GGUF_UNDO_SUFFIX } from './undo-journal.ts';
+import { clearSwitchMarker, readFully, readSwitchMarker, rollBackGguf, undoJournalPending, UndoJournalWriter, writeFully, writeSwitchMarker, GGUF_UNDO_SUFFIX, type SwitchMarker } from './undo-journal.ts';
 
 /** Bytes hashed per read when a file's digest is taken. */
 const HASH_SLICE = 16 << 20;
@@ -111,7 +111,8 @@ export async function recoverGgufFile(file: string, options: PendingOptions & { 
   const files = ggufModelFiles(await realFile(file));
   const unlock = await lockModelDir(path.dirname(files[0]));
   try {
-    return await recoverLocked(files[0], options.hasher ?? (await getHasher()), options);
+    const { confirmed: _confirmed, ...report } = await recoverLocked(files[0], options.hasher ?? (await getHasher()), options);
+    return report;
   } finally {
     await unlock();
   }
@@ -123,8 +124,11 @@ export async function ggufUpdatePending(file: string): Promise<boolean> {
   return (await stat(journal).catch(() => undefined)) !== undefined;
 }
 
-async function recoverLocked(first: string, hasher: Hasher, pending: PendingOptions): Promise<RecoveryReport> {
-  const report: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
+/** A recovery's report, and the switch marker of an update it confirmed. */
+type Recovered = RecoveryReport & { confirmed?: SwitchMarker };
+
+async function recoverLocked(first: string, hasher: Hasher, pending: PendingOptions): Promise<Recovered> {
+  const report: Recovered = { actions: [], rolledBack: false, removed: [] };
   const marker = await readSwitchMarker(first);
   const journal = first + GGUF_UNDO_SUFFIX;
   const rollBack = async () => {
@@ -144,6 +148,7 @@ async function recoverLocked(first: string, hasher: Hasher, pending: PendingOpti
           await syncDir(path.dirname(first));
           report.removed.push(journal);
           await clearSwitchMarker(first);
+          report.confirmed = marker;
         },
         rollBack: async () => {
           await rollBack();
@@ -250,7 +255,16 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
   try {
     const healthCheck = options.healthCheck;
     const pendingCheck: PendingHealthCheck | undefined = healthCheck && (() => healthCheck({ file: first, files, pending: true }));
-    if (!options.dryRun) recovery = await recoverLocked(first, hasher, { healthCheck: pendingCheck });
+    if (!options.dryRun) {
+      const { confirmed, ...report } = await recoverLocked(first, hasher, { healthCheck: pendingCheck });
+      recovery = report;
+      // An update an earlier apply switched in, confirmed now: its model id and sequence recorded as its own commit would have.
+      if (confirmed?.modelId !== undefined && confirmed.sequence !== undefined) {
+        if ((await readModelIdRecord(first)) === undefined) await writeModelIdRecord(first, confirmed.modelId);
+        const before = sequences ? await readRecordedSequence(sequences, confirmed.modelId) : undefined;
+        if (sequences && (before === undefined || confirmed.sequence > before)) await sequences.set(confirmed.modelId, confirmed.sequence, { fingerprint: confirmed.target });
+      }
+    }
     const recorded = await readModelIdRecord(first);
     const expected = options.expectedModelId ?? recorded;
     if (options.expectedModelId !== undefined && recorded !== undefined && options.expectedModelId !== recorded) {
@@ -332,7 +346,7 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
         throw new TargetMismatchError(`after the overwrite ${first} is ${reached} (the digest of its stored bytes), the payload's target is ${header.targetFingerprint}${off >= 0 ? ` (${files[off]} differs)` : ''}: the payload does not carry every change between its base and its target; the model was rolled back to its old version; fetch the payload again or the full model`, { expected: header.targetFingerprint, found: reached, stage: 'target' });
       }
       // The new version is whole in place: a kill from here on leaves a switch to finish (recovery).
-      await writeSwitchMarker(first, { target: header.targetFingerprint, awaitsHealthCheck: options.healthCheck !== undefined });
+      await writeSwitchMarker(first, { target: header.targetFingerprint, awaitsHealthCheck: options.healthCheck !== undefined, modelId: header.modelId, sequence: header.sequence });
       if (options.healthCheck) {
         let passed: boolean | void;
         let why = 'it returned false';

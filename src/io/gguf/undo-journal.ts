@@ -139,6 +139,9 @@ export interface SwitchMarker {
   target: string;
   /** True when a health check was to confirm it. */
   awaitsHealthCheck: boolean;
+  /** The payload's model id and sequence, recorded when a later run confirms the update (as the apply's commit records them). */
+  modelId?: string;
+  sequence?: number;
 }
 
 async function removeIfThere(file: string): Promise<boolean> {
@@ -181,7 +184,9 @@ export async function readSwitchMarker(first: string): Promise<SwitchMarker | un
   }
   try {
     const m = JSON.parse(text) as Partial<SwitchMarker>;
-    return typeof m.target === 'string' && typeof m.awaitsHealthCheck === 'boolean' ? { target: m.target, awaitsHealthCheck: m.awaitsHealthCheck } : undefined;
+    if (typeof m.target !== 'string' || typeof m.awaitsHealthCheck !== 'boolean') return undefined;
+    const named = typeof m.modelId === 'string' && Number.isSafeInteger(m.sequence) ? { modelId: m.modelId, sequence: m.sequence as number } : {};
+    return { target: m.target, awaitsHealthCheck: m.awaitsHealthCheck, ...named };
   } catch {
     return undefined;
   }
