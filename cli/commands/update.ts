@@ -36,7 +36,7 @@ const EXIT_OF: Record<string, number> = {
 export function updateCommand(y: Argv): Argv<UpdateArgs> {
   return y
     .usage('ndiff update --model PATH --from URL --public-key FILE [options]\n\nBring a model to the newest version of a release folder (ndiff release) by the fewest bytes: a payload, a chain of them, or the full model. Downloads resume; every file is checked; the switch is atomic.')
-    .option('model', { type: 'string', demandOption: true, describe: 'TF.js folder, .onnx, .tflite or .safetensors file (may not exist yet)' })
+    .option('model', { type: 'string', demandOption: true, describe: 'TF.js folder, .onnx, .tflite or .safetensors file (may not exist yet), or .gguf file (payloads only)' })
     .option('from', { type: 'string', array: true, demandOption: true, describe: 'release folder URL; repeat for mirrors' })
     .option('public-key', { type: 'string', array: true, demandOption: true, describe: 'publisher\'s Ed25519 public key (repeatable)' })
     .option('model-id', { type: 'string', describe: 'model id expected (default: the one recorded)' })
@@ -76,7 +76,10 @@ export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
     const plan = c.plan;
     io.out(`manifest release ${c.release}: newest version ${c.latest}; this model is ${c.fingerprint ?? 'absent or unreadable'}`);
     if (c.pendingUpdate) io.out(`an update an earlier run switched in was never confirmed (interrupted during its health check?): the next update finishes it first, confirmed if its --health-check passes, rolled back if not; without --health-check, a payload that awaited one is refused, and a full install (which records no journal) is rolled back and installed again`);
-    io.out(!plan ? 'no way to the newest version is left (payloads and the package failed here before)' : plan.kind === 'none' ? 'up to date' : plan.kind === 'full' ? `would download the full model: ${formatBytes(plan.bytes)}` : `would download ${plan.steps.length} payload(s): ${formatBytes(plan.bytes)} (the full model is ${formatBytes(plan.fullBytes)})`);
+    const none = /\.gguf$/i.test(a.model)
+      ? 'no way to the newest version: no payload left starts from this model, and a .gguf model is never installed whole by the updater (replace the file by a full download, then update by payloads)'
+      : 'no way to the newest version is left (payloads and the package failed here before)';
+    io.out(!plan ? none : plan.kind === 'none' ? 'up to date' : plan.kind === 'full' ? `would download the full model: ${formatBytes(plan.bytes)}` : `would download ${plan.steps.length} payload(s): ${formatBytes(plan.bytes)} (the full model is ${formatBytes(plan.fullBytes)})`);
     return 0;
   }
   const r = await update(options);

@@ -174,6 +174,7 @@ async function applyGguf(o: ApplyOptions, bytes: Uint8Array, dryRun: boolean, he
     model: o.model, status: r.status, dryRun, formatVersion: 8, baseFingerprint: r.baseFingerprint, targetFingerprint: r.targetFingerprint, modelId: r.header.modelId, sequence: r.header.sequence,
     writtenValues: r.writtenBytes, changedTensors: r.changedTensors, ...(r.files.length > 1 ? { files: r.files.length } : {}), signature: r.signature, sequenceRecorded: r.sequenceRecorded,
     statePath: o.state === null ? null : o.state ?? `${r.files[0]}${ONNX_STATE_SUFFIX}`, recovery: r.recovery.actions, milliseconds: performance.now() - t0,
+    ...(r.recovery.pending ? { pendingUpdate: r.recovery.pending } : {}),
   };
 }
 

@@ -10,7 +10,7 @@ import type { TrustedKey } from '../apply/ed25519.ts';
 import type { UpdateCheck, UpdateResult } from '../updater/updater.ts';
 import { readFolderModelId } from '../io/tfjs/folder-update.ts';
 import { readModelIdRecord } from '../io/durable/model-id-file.ts';
-import { isModelFilePath } from '../io/model-paths.ts';
+import { isGgufPath, isModelFilePath } from '../io/model-paths.ts';
 import { defaultStateDir, nodeUpdater, updateModel, type NodeUpdateOptions } from '../io/updater/node-updater.ts';
 import { FileUpdaterState } from '../io/updater/state-files.ts';
 import { readPublicKeyFile } from '../sign/node-keys.ts';
@@ -20,7 +20,7 @@ import { runHealthCheck } from './health-check.ts';
 
 /** What {@link update} and {@link checkUpdate} take. */
 export interface UpdateOptions {
-  /** The model: a TF.js folder or model JSON file, an `.onnx`, `.tflite` or `.safetensors` file. */
+  /** The model: a TF.js folder or model JSON file, an `.onnx`, `.tflite` or `.safetensors` file, or a `.gguf` model (updated by payloads only, in place behind its undo journal). */
   model: string;
   /** Base URLs of the release folder, tried in order (mirrors). */
   from: string[];
@@ -55,7 +55,7 @@ export type UpdateReport = UpdateResult & { interfaceChanged?: true; warning?: s
 async function modelIdOf(o: UpdateOptions, stateDir: string): Promise<string> {
   if (o.modelId) return o.modelId;
   // A model file records its id beside it at its first confirmed apply (<file>.ndiff-model.json).
-  const recorded = isModelFilePath(o.model) ? await readModelIdRecord(o.model).catch(() => undefined) : await readFolderModelId(o.model).catch(() => undefined);
+  const recorded = isModelFilePath(o.model) || isGgufPath(o.model) ? await readModelIdRecord(o.model).catch(() => undefined) : await readFolderModelId(o.model).catch(() => undefined);
   if (recorded) return recorded;
   const known = Object.keys(await new FileUpdaterState(path.join(stateDir, 'state.json')).read());
   if (known.length === 1) return known[0];
@@ -68,7 +68,7 @@ async function modelIdOf(o: UpdateOptions, stateDir: string): Promise<string> {
  * answer within `timeoutS` is stopped and fails the check.
  */
 function healthCommand(command: string, model: string, timeoutS: number, progress: Progress): NonNullable<NodeUpdateOptions['healthCheck']> {
-  const file = /\.(onnx|tflite)$/i.test(model) || (/\.json$/i.test(model) && path.basename(model) !== 'model.json') ? model : undefined;
+  const file = /\.(onnx|tflite|gguf)$/i.test(model) || (/\.json$/i.test(model) && path.basename(model) !== 'model.json') ? model : undefined;
   const dir = file ? path.dirname(model) : path.basename(model) === 'model.json' ? path.dirname(model) : model;
   return ({ version, fingerprint }) => runHealthCheck(command, dir, timeoutS, progress, file, { NDIFF_MODEL: model, NDIFF_VERSION: String(version), NDIFF_FINGERPRINT: fingerprint });
 }

@@ -85,8 +85,8 @@ export interface ReleaseManifest {
   formatVersion: number;
   /** The model id every payload header carries (from the release record, never a folder name). */
   modelId: string;
-  /** What the model files are: a TF.js folder, an ONNX file, a LiteRT file or a safetensors file. */
-  modelKind: 'tfjs' | 'onnx' | 'tflite' | 'safetensors';
+  /** What the model files are: a TF.js folder, an ONNX file, a LiteRT file, a safetensors file or a GGUF file (payloads named by stored-bytes digests). */
+  modelKind: 'tfjs' | 'onnx' | 'tflite' | 'safetensors' | 'gguf';
   /** The manifest's own version: higher on every publication; devices refuse a lower one. */
   release: number;
   /** When it was made (ISO 8601, informative). */
@@ -173,7 +173,7 @@ export function validateManifest(doc: unknown): ReleaseManifest {
     throw new PayloadFormatError(`release manifest format version ${formatVersion} is not supported (this updater reads ${MANIFEST_FORMAT_VERSION}): update neural-diff on the device`, { found: formatVersion });
   }
   const modelKind = m.modelKind;
-  if (modelKind !== 'tfjs' && modelKind !== 'onnx' && modelKind !== 'tflite' && modelKind !== 'safetensors') fail('expected signed.modelKind "tfjs", "onnx", "tflite" or "safetensors"', modelKind);
+  if (modelKind !== 'tfjs' && modelKind !== 'onnx' && modelKind !== 'tflite' && modelKind !== 'safetensors' && modelKind !== 'gguf') fail('expected signed.modelKind "tfjs", "onnx", "tflite", "safetensors" or "gguf"', modelKind);
   const versions = list(m.versions, 'signed.versions').map((raw, i): ManifestVersion => {
     const v = obj(raw, `signed.versions[${i}]`);
     const files = list(v.files, `signed.versions[${i}].files`).map((f, j) => {

@@ -67,8 +67,14 @@ export type PendingCheck = (info: { kind: 'payload' | 'full'; fingerprint: strin
 
 /** The device's model, for the updater. */
 export interface ModelTarget {
-  /** `tfjs` (a model.json folder), `onnx` (a .onnx file), `tflite` (a .tflite file), `safetensors` (a .safetensors file) or `weights` (any store: installs need the app's help). */
-  readonly kind: 'tfjs' | 'onnx' | 'tflite' | 'safetensors' | 'weights';
+  /** `tfjs` (a model.json folder), `onnx` (a .onnx file), `tflite` (a .tflite file), `safetensors` (a .safetensors file), `gguf` (a .gguf model, patched in place) or `weights` (any store: installs need the app's help). */
+  readonly kind: 'tfjs' | 'onnx' | 'tflite' | 'safetensors' | 'gguf' | 'weights';
+  /**
+   * Whether it installs a full package (default true). False for a model too large to hold whole
+   * in memory or twice on the device (a `.gguf` file): the updater then plans payloads only, and
+   * refuses, saying why and what to do, when only the full model would reach the newest version.
+   */
+  readonly installs?: boolean;
   /**
    * Whether it takes structural payloads (format v7: the model's files rebuilt). Default: true,
    * except for kind `weights`. The updater never downloads one for a target that cannot: it plans

@@ -27,7 +27,8 @@ import { openSignedPayload, type PublicKeyInput } from '../apply/signature.ts';
 import { decodeStructuralPayload, isStructuralPayload } from '../apply/rebuild.ts';
 import { DownloadError, FreshnessError, HealthCheckError, ModelMismatchError, NeuralDiffError, PayloadTooLargeError, UsageError } from '../core/errors.ts';
 import { downloadFile, emptyStats, fetchSmallFile, type DownloadStats, type FetchLike } from './download.ts';
-import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_FILE, versionOf, type ManifestPayload, type ReleaseFile, type ReleaseManifest } from './manifest.ts';
+import { DEFAULT_MAX_MANIFEST_BYTES, MANIFEST_FILE, packageBytes, versionOf, type ManifestPayload, type ManifestVersion, type ReleaseFile, type ReleaseManifest } from './manifest.ts';
+import { decodeGgufPayload, isGgufPayloadDocument } from '../io/gguf/payload.ts';
 import { packageKey, planUpdate, type UpdatePlan } from './plan.ts';
 import { loadRecord, MemoryDownloadStore, sequenceStoreOf, type DownloadStore, type UpdaterRecord, type UpdaterStateStore } from './state.ts';
 import type { ModelTarget, PendingUpdateOutcome, UpdateHealthCheck } from './target.ts';
@@ -196,7 +197,7 @@ export class Updater {
     const fingerprint = await this.options.target.fingerprint({ recover: false });
     const failed = new Set(record.failed);
     const m = release.manifest;
-    return { release: m.release, latest: m.latest, fingerprint, plan: planUpdate(m, fingerprint, { payloads: failed, noFullPackage: failed.has(packageKey(versionOf(m, m.latest))), noStructural: !rebuilds(this.options.target) }), ...(pendingUpdate ? { pendingUpdate } : {}) };
+    return { release: m.release, latest: m.latest, fingerprint, plan: planUpdate(m, fingerprint, { payloads: failed, noFullPackage: this.options.target.installs === false || failed.has(packageKey(versionOf(m, m.latest))), noStructural: !rebuilds(this.options.target) }), ...(pendingUpdate ? { pendingUpdate } : {}) };
   }
 
   /**
@@ -274,7 +275,10 @@ export class Updater {
     // Each round plans from what the device holds now; a step that fails takes its payload out.
     for (let round = 0; round <= m.payloads.length + 1; round++) {
       const failed = new Set(record.failed);
-      const plan = planUpdate(m, current, { payloads: new Set([...failed, ...skipped]), noFullPackage: fullFailed || failed.has(packageKey(latest)), noStructural: !rebuilds(o.target) });
+      const installs = o.target.installs !== false;
+      const plan = planUpdate(m, current, { payloads: new Set([...failed, ...skipped]), noFullPackage: !installs || fullFailed || failed.has(packageKey(latest)), noStructural: !rebuilds(o.target) });
+      // No payload path at all from here (not one left out because it failed): the full model only.
+      if (!plan && !installs && !planUpdate(m, current, { noFullPackage: true, noStructural: !rebuilds(o.target) })) throw noInstall(o.target, latest, m.modelId, current);
       if (!plan) throw noWayLeft(result, record, failedNow, latest.version, m.modelId, current);
       if (plan.kind !== 'none' || !result.steps.length) result.path = plan.kind;
       result.fullBytes = plan.fullBytes;
@@ -405,7 +409,10 @@ export class Updater {
     const policy = { trustedKeys: this.options.trustedKeys, verifier: this.options.verifier };
     const opened = await openSignedPayload(bytes, policy);
     // A structural payload (format v7) rebuilds the model's files; its target's apply checks the rest.
-    const header = isStructuralPayload(opened.payload) ? (await decodeStructuralPayload(opened.payload)).header : (await verifyPayload(bytes, policy)).payload.header;
+    const header = isStructuralPayload(opened.payload) ? (await decodeStructuralPayload(opened.payload)).header
+      // A GGUF block payload (format v8) names its base and target by their stored bytes; its apply checks the rest.
+      : this.options.target.kind === 'gguf' && isGgufPayloadDocument(opened.payload) ? decodeGgufPayload(opened.payload).header
+      : (await verifyPayload(bytes, policy)).payload.header;
     const wrong = header.modelId !== m.modelId ? `model id ${JSON.stringify(header.modelId)}` : header.baseFingerprint !== p.base ? `base ${header.baseFingerprint}` : header.targetFingerprint !== p.target ? `target ${header.targetFingerprint}` : header.sequence !== p.sequence ? `sequence ${header.sequence}` : '';
     if (wrong) {
       throw new ModelMismatchError(
@@ -435,6 +442,21 @@ function noWayLeft(result: UpdateResult, record: UpdaterRecord, failedNow: Reado
   const remembered = which.length ? ` ${which.join(', and ')} and are not tried again; once the app or its health check is fixed, try them again with \`ndiff update --retry-failed\` (library: retryFailed, or Updater.forgetFailed())` : '';
   const tried = steps.length ? ` This run tried ${steps.length}: ${steps.map((s) => `${s.kind === 'full' ? 'the full model' : `payload v${s.fromVersion}->v${s.toVersion}`} ${s.outcome}${s.error ? ` (${s.error.code})` : ''}`).join(', ')}.` : ' This run tried none.';
   return new NeuralDiffError('ND_NO_UPDATE_PATH', `no way left to version ${version} of model ${JSON.stringify(modelId)} from ${current ?? 'no model'}.${tried}${remembered} The device keeps its model.`, { steps: steps.length, failedBefore: before, failedNow: now });
+}
+
+/**
+ * The error when a target that installs no full package (a `.gguf` model: see
+ * {@link ModelTarget.installs}) has no payload path to the newest version: the model it holds is
+ * none the release has payloads from (or none at all), and only the full model would reach it.
+ */
+function noInstall(target: ModelTarget, latest: ManifestVersion, modelId: string, current: string | undefined): NeuralDiffError {
+  const bytes = packageBytes(latest);
+  const held = current === undefined ? 'there is no model here (or it cannot be read)' : `the model here is ${current}, which no payload of this release starts from (another version, or a file changed since)`;
+  return new NeuralDiffError(
+    'ND_NO_UPDATE_PATH',
+    `${held}, so only the full model of version ${latest.version} of ${JSON.stringify(modelId)} (${bytes} bytes, ${latest.files.map((f) => f.file).join(', ')}) would reach it, and a ${target.kind} model is never installed whole by the updater: it would be downloaded into memory and written as a second copy beside the model, which a model of gigabytes does not fit. Nothing was downloaded and the model is untouched: download the full model yourself (its SHA-256 is in the manifest), replace the file with it while the app is stopped, then run the update again to keep it current by payloads`,
+    { reason: 'no-full-install', kind: target.kind, version: latest.version, bytes, ...(current !== undefined ? { fingerprint: current } : {}) },
+  );
 }
 
 /** Whether `target` takes structural payloads (format v7): see {@link ModelTarget.rebuilds}. */

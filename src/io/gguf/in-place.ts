@@ -3,7 +3,10 @@
  * (Node): no second copy of a file of gigabytes, the changed ranges overwritten behind an undo
  * journal (`undo-journal.ts`). In order, under the folder's lock:
  *
- * 1. recovery: a journal an earlier apply left is rolled back (the model is the old version);
+ * 1. recovery: a journal an earlier apply left is rolled back (the model is the old version),
+ *    unless its switch marker says the new version was whole in place: that update is finished
+ *    as every unconfirmed switch is (src/io/durable/pending-update.ts: this apply's health check
+ *    confirms it or rolls it back; without one, refused if it awaited one, else rolled back);
  * 2. the payload: signature, document, model id, a stale sequence; the parts' count and lengths;
  * 3. the base: every file's XXH64 against the payload's (already the target: `already-applied`;
  *    a replayed or expired payload, or another base: refused, nothing written);
@@ -13,14 +16,16 @@
  * 6. each chunk decoded again and its target bytes written over its ranges; the files fsynced;
  * 7. every range read back and checked against the target digests, then every file hashed
  *    again against the payload's target digests (a mismatch rolls back);
- * 8. the health check, if any (a failure rolls back);
- * 9. the journal deleted and the folder fsynced: the commit point; then the model id and the
- *    sequence are recorded beside the model.
+ * 8. the switch marker written durably (undo-journal.ts: the new version is whole in place),
+ *    then the health check, if any (a failure rolls back);
+ * 9. the journal deleted and the folder fsynced: the commit point; then the marker, and the model
+ *    id and the sequence are recorded beside the model.
  *
  * A kill or a power cut anywhere leaves the old version (before 6, or by the rollback of the next
- * apply) or the new one (after 9). Memory: one chunk (at most 16 MiB of ranges) at a time.
+ * apply) or the new one (after 9, or after 8 once the next run's health check confirms it).
+ * Memory: one chunk (at most 16 MiB of ranges) at a time.
  */
-import { open, realpath, unlink, type FileHandle } from 'node:fs/promises';
+import { open, realpath, stat, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, TargetMismatchError } from '../../core/errors.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
@@ -36,7 +41,8 @@ import { weightsFileSequenceStore } from '../durable/weights-file-update.ts';
 import { openGgufModel } from './files.ts';
 import { splitPartName, splitPartPath, type GgufModel } from './model.ts';
 import { bytes8, decodeGgufChunk, decodeGgufPayload, ggufModelDigest, ggufPayloadMisfit, type GgufChunk, type GgufPayload, type GgufPayloadHeader } from './payload.ts';
-import { readFully, rollBackGguf, undoJournalPending, UndoJournalWriter, writeFully, GGUF_UNDO_SUFFIX } from './undo-journal.ts';
+import { settlePendingSwitch, type PendingHealthCheck, type PendingOptions } from '../durable/pending-update.ts';
+import { clearSwitchMarker, readFully, readSwitchMarker, rollBackGguf, undoJournalPending, UndoJournalWriter, writeFully, writeSwitchMarker, GGUF_UNDO_SUFFIX, type SwitchMarker } from './undo-journal.ts';
 
 /** Bytes hashed per read when a file's digest is taken. */
 const HASH_SLICE = 16 << 20;
@@ -49,8 +55,12 @@ export interface GgufApplyOptions extends SignaturePolicy {
   state?: string | SequenceStore | null;
   /** Check the base and decode every chunk; write nothing (no recovery, no state). */
   dryRun?: boolean;
-  /** Runs once the new bytes are in place and checked; a throw or `false` rolls back. */
-  healthCheck?: (info: { file: string; files: string[] }) => boolean | void | Promise<boolean | void>;
+  /**
+   * Runs once the new bytes are in place and checked; a throw or `false` rolls back. Also run
+   * (with `pending: true`) on an update an earlier apply switched in and never confirmed, to
+   * finish it first (confirmed if it passes, rolled back if not).
+   */
+  healthCheck?: (info: { file: string; files: string[]; pending?: true }) => boolean | void | Promise<boolean | void>;
   /** The clock for expiry checks (default `Date.now`). */
   now?: () => number;
   hasher?: Hasher;
@@ -88,27 +98,70 @@ export function ggufUndoJournal(file: string): string {
 }
 
 /**
- * Roll back an update of the GGUF model named by `file` that a kill or a power cut interrupted
- * (its undo journal): the model is then its old version byte for byte. Takes the folder's lock.
- * A no-op without a journal. Apps that load the model at start should call it first.
+ * Finish an update of the GGUF model named by `file` that a kill or a power cut interrupted (its
+ * undo journal): stopped before the new version was whole in place, it is rolled back (the old
+ * version byte for byte); switched in and never confirmed (killed during its health check), it is
+ * finished as every unconfirmed switch is (src/io/durable/pending-update.ts): `healthCheck`
+ * passes, confirmed (the new version stays, the journal goes); fails, rolled back; absent,
+ * refused (`PendingUpdateError`, nothing changed) when that update awaited a health check, else
+ * rolled back. The report's `pending` says which. Takes the folder's lock. A no-op without a
+ * journal. Apps that load the model at start should call it first.
  */
-export async function recoverGgufFile(file: string, options: { hasher?: Hasher } = {}): Promise<RecoveryReport> {
+export async function recoverGgufFile(file: string, options: PendingOptions & { hasher?: Hasher } = {}): Promise<RecoveryReport> {
   const files = ggufModelFiles(await realFile(file));
   const unlock = await lockModelDir(path.dirname(files[0]));
   try {
-    return await recoverLocked(files[0], options.hasher ?? (await getHasher()));
+    const { confirmed: _confirmed, ...report } = await recoverLocked(files[0], options.hasher ?? (await getHasher()), options);
+    return report;
   } finally {
     await unlock();
   }
 }
 
-async function recoverLocked(first: string, hasher: Hasher): Promise<RecoveryReport> {
-  const report: RecoveryReport = { actions: [], rolledBack: false, removed: [] };
-  if (await undoJournalPending(first)) {
+/** Whether the GGUF model named by `file` holds an interrupted update (its undo journal), read only. */
+export async function ggufUpdatePending(file: string): Promise<boolean> {
+  const journal = ggufUndoJournal(await realFile(file));
+  return (await stat(journal).catch(() => undefined)) !== undefined;
+}
+
+/** A recovery's report, and the switch marker of an update it confirmed. */
+type Recovered = RecoveryReport & { confirmed?: SwitchMarker };
+
+async function recoverLocked(first: string, hasher: Hasher, pending: PendingOptions): Promise<Recovered> {
+  const report: Recovered = { actions: [], rolledBack: false, removed: [] };
+  const marker = await readSwitchMarker(first);
+  const journal = first + GGUF_UNDO_SUFFIX;
+  const rollBack = async () => {
     const n = await rollBackGguf(first, hasher);
-    report.actions.push(`rolled back an interrupted GGUF update of ${first} from its undo journal (${n} ranges written back)`);
-    report.rolledBack = true;
-    report.removed.push(first + GGUF_UNDO_SUFFIX);
+    report.removed.push(journal);
+    return n;
+  };
+  if (await undoJournalPending(first)) {
+    if (marker) {
+      await settlePendingSwitch({
+        model: first,
+        what: `the GGUF update to ${marker.target} journalled in ${path.basename(journal)}`,
+        awaitsHealthCheck: marker.awaitsHealthCheck,
+        // The commit point of the confirmation, as an apply's: the journal goes, then the marker.
+        confirm: async () => {
+          await unlink(journal);
+          await syncDir(path.dirname(first));
+          report.removed.push(journal);
+          await clearSwitchMarker(first);
+          report.confirmed = marker;
+        },
+        rollBack: async () => {
+          await rollBack();
+        },
+      }, pending, report);
+    } else {
+      const n = await rollBack();
+      report.actions.push(`rolled back an interrupted GGUF update of ${first} from its undo journal (${n} ranges written back)`);
+      report.rolledBack = true;
+    }
+  } else if (marker) {
+    // The journal went (the confirmation's commit point) before the marker: the new version stays.
+    await clearSwitchMarker(first);
   }
   return report;
 }
@@ -123,6 +176,32 @@ async function fileDigest(hasher: Hasher, fh: FileHandle, size: number, name: st
   const h = hasher.create64();
   for (let at = 0; at < size; at += HASH_SLICE) h.update(await readFully(fh, Math.min(HASH_SLICE, size - at), at, name));
   return toHex(bytes8(h.digest()));
+}
+
+/**
+ * The stored-bytes digest of the GGUF model named by `file` (docs/format/gguf.md, 18.4: what a
+ * GGUF payload names its base and target by), a slice of each file at a time; undefined when a
+ * file of it is missing. Reads the files as they are (no recovery).
+ */
+export async function ggufStoredDigest(file: string, hasher?: Hasher): Promise<string | undefined> {
+  const h = hasher ?? (await getHasher());
+  const files = ggufModelFiles(await realFile(file));
+  const digests: string[] = [];
+  for (const f of files) {
+    let fh: FileHandle;
+    try {
+      fh = await open(f, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    try {
+      digests.push(await fileDigest(h, fh, (await fh.stat()).size, f));
+    } finally {
+      await fh.close();
+    }
+  }
+  return ggufModelDigest(h, digests);
 }
 
 /** The bytes a chunk's ranges hold now, one after the other. */
@@ -174,7 +253,18 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
   const unlock = options.dryRun ? undefined : await lockModelDir(path.dirname(first));
   let recovery = empty;
   try {
-    if (!options.dryRun) recovery = await recoverLocked(first, hasher);
+    const healthCheck = options.healthCheck;
+    const pendingCheck: PendingHealthCheck | undefined = healthCheck && (() => healthCheck({ file: first, files, pending: true }));
+    if (!options.dryRun) {
+      const { confirmed, ...report } = await recoverLocked(first, hasher, { healthCheck: pendingCheck });
+      recovery = report;
+      // An update an earlier apply switched in, confirmed now: its model id and sequence recorded as its own commit would have.
+      if (confirmed?.modelId !== undefined && confirmed.sequence !== undefined) {
+        if ((await readModelIdRecord(first)) === undefined) await writeModelIdRecord(first, confirmed.modelId);
+        const before = sequences ? await readRecordedSequence(sequences, confirmed.modelId) : undefined;
+        if (sequences && (before === undefined || confirmed.sequence > before)) await sequences.set(confirmed.modelId, confirmed.sequence, { fingerprint: confirmed.target });
+      }
+    }
     const recorded = await readModelIdRecord(first);
     const expected = options.expectedModelId ?? recorded;
     if (options.expectedModelId !== undefined && recorded !== undefined && options.expectedModelId !== recorded) {
@@ -255,6 +345,8 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
         await rollBackGguf(first, hasher);
         throw new TargetMismatchError(`after the overwrite ${first} is ${reached} (the digest of its stored bytes), the payload's target is ${header.targetFingerprint}${off >= 0 ? ` (${files[off]} differs)` : ''}: the payload does not carry every change between its base and its target; the model was rolled back to its old version; fetch the payload again or the full model`, { expected: header.targetFingerprint, found: reached, stage: 'target' });
       }
+      // The new version is whole in place: a kill from here on leaves a switch to finish (recovery).
+      await writeSwitchMarker(first, { target: header.targetFingerprint, awaitsHealthCheck: options.healthCheck !== undefined, modelId: header.modelId, sequence: header.sequence });
       if (options.healthCheck) {
         let passed: boolean | void;
         let why = 'it returned false';
@@ -272,6 +364,7 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
       // The commit point: the journal goes, and with it the way back.
       await unlink(first + GGUF_UNDO_SUFFIX);
       await syncDir(path.dirname(first));
+      await clearSwitchMarker(first);
       if (recorded === undefined) await writeModelIdRecord(first, header.modelId);
       let sequenceRecorded = false;
       if (sequences && (previous === undefined || header.sequence > previous)) {

@@ -13,8 +13,17 @@
  * range's old bytes; then the u32 0xFFFFFFFF and the XXH64 (seed 0) of every byte before it. A
  * journal whose end or digest is wrong is refused, never half applied (it cannot be: it is
  * renamed into place only once fsynced).
+ *
+ * The switch marker, `<model>.gguf.ndiff-undo.switched` (JSON: the target's stored-bytes digest,
+ * whether a health check is to confirm it), is written durably once every byte of the new version
+ * is in place and checked, before the health check: a journal with the marker is an update
+ * switched in and not yet confirmed (the model is the new version, byte for byte, and the journal
+ * its way back), which recovery finishes as every format's unconfirmed switch
+ * (src/io/durable/pending-update.ts); a journal without it may hold a mix, and is rolled back. A
+ * rollback deletes the marker (durably) before it writes a byte; the confirmation deletes the
+ * journal first (its commit point), then the marker.
  */
-import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ModelFormatError } from '../../core/errors.ts';
 import type { Hash64Stream, Hasher } from '../../core/hash-types.ts';
@@ -23,6 +32,8 @@ import { GGUF_MAX_CHUNK_BYTES, GGUF_MAX_PARTS } from './payload.ts';
 
 /** Suffix of the undo journal, beside the model's (first) file. */
 export const GGUF_UNDO_SUFFIX = '.ndiff-undo';
+/** Suffix of the switch marker, beside the model's (first) file (module doc). */
+export const GGUF_SWITCHED_SUFFIX = '.ndiff-undo.switched';
 const MAGIC = new TextEncoder().encode('NDGGUFU1');
 const END = 0xffffffff;
 
@@ -122,6 +133,70 @@ export class UndoJournalWriter {
   }
 }
 
+/** What the switch marker says of the update switched in. */
+export interface SwitchMarker {
+  /** The stored-bytes digest of the version in place. */
+  target: string;
+  /** True when a health check was to confirm it. */
+  awaitsHealthCheck: boolean;
+  /** The payload's model id and sequence, recorded when a later run confirms the update (as the apply's commit records them). */
+  modelId?: string;
+  sequence?: number;
+}
+
+async function removeIfThere(file: string): Promise<boolean> {
+  try {
+    await unlink(file);
+    return true;
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+/** Record, durably, that every byte of the new version is in place and checked (module doc). */
+export async function writeSwitchMarker(first: string, marker: SwitchMarker): Promise<void> {
+  const file = first + GGUF_SWITCHED_SUFFIX;
+  const fh = await open(`${file}.tmp`, 'w');
+  try {
+    await writeFully(fh, new TextEncoder().encode(JSON.stringify(marker) + '\n'), 0);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(`${file}.tmp`, file);
+  await syncDir(path.dirname(first));
+}
+
+/**
+ * The switch marker beside `first`, or undefined when there is none or it cannot be read (then
+ * the journal is rolled back, which is always safe); a leftover temp file of one is deleted.
+ */
+export async function readSwitchMarker(first: string): Promise<SwitchMarker | undefined> {
+  const file = first + GGUF_SWITCHED_SUFFIX;
+  await removeIfThere(`${file}.tmp`);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    const m = JSON.parse(text) as Partial<SwitchMarker>;
+    if (typeof m.target !== 'string' || typeof m.awaitsHealthCheck !== 'boolean') return undefined;
+    const named = typeof m.modelId === 'string' && Number.isSafeInteger(m.sequence) ? { modelId: m.modelId, sequence: m.sequence as number } : {};
+    return { target: m.target, awaitsHealthCheck: m.awaitsHealthCheck, ...named };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Delete the switch marker beside `first`, durably (a no-op without one). */
+export async function clearSwitchMarker(first: string): Promise<void> {
+  if (await removeIfThere(first + GGUF_SWITCHED_SUFFIX)) await syncDir(path.dirname(first));
+}
+
 function damaged(journal: string, what: string): ModelFormatError {
   return new ModelFormatError(`the undo journal ${journal} is damaged (${what}): the GGUF model beside it may hold part of an interrupted update, and it was left as it is; install the model again from a full download, then delete the journal`, { journal });
 }
@@ -193,6 +268,8 @@ export async function rollBackGguf(first: string, hasher: Hasher): Promise<numbe
       const st = await stat(p.file).catch(() => undefined);
       if (!st || st.size !== p.length) throw damaged(journal, `${p.file} is ${st ? `${st.size} bytes` : 'missing'}, the journal was written for ${p.length}`);
     }
+    // No longer the new version once a byte goes back: the marker goes first, durably.
+    await clearSwitchMarker(first);
     const handles = new Map<number, FileHandle>();
     try {
       for (const r of ranges) {

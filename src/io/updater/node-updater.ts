@@ -1,6 +1,6 @@
 /**
  * The device updater set up for Node and Electron (the app's main process): the model is a TF.js
- * folder or an `.onnx` file, the updater's state and partial downloads live beside it in
+ * folder or a model file (`.onnx`, `.tflite`, `.safetensors`, `.gguf`), the updater's state and partial downloads live beside it in
  * `<model>.ndiff-updater/` (outside the model, so a full install that replaces the folder keeps
  * them), fetches go through the global `fetch`, and one update runs at a time per model.
  *
@@ -14,12 +14,13 @@ import { Updater, type UpdateResult, type UpdaterOptions } from '../../updater/u
 import type { ModelTarget } from '../../updater/target.ts';
 import { FileDownloadStore, FileUpdaterState } from './state-files.ts';
 import { onnxFileTarget, safetensorsFileTarget, tfjsFolderTarget, tfjsModelFileTarget, tfliteFileTarget } from './targets.ts';
+import { ggufFileTarget } from './gguf-target.ts';
 import { lockModelDir } from '../durable/lock.ts';
 import { makeDirs } from '../durable/durable.ts';
 
 /** Options of {@link updateModel}. */
 export interface NodeUpdateOptions extends Omit<UpdaterOptions, 'target' | 'state' | 'downloads' | 'healthCheck'> {
-  /** The model: a TF.js folder, a TF.js model JSON file in a shared folder (payloads only), a `.onnx`, `.tflite` or `.safetensors` file. */
+  /** The model: a TF.js folder, a TF.js model JSON file in a shared folder (payloads only), a `.onnx`, `.tflite` or `.safetensors` file, or a `.gguf` model (payloads only, in place). */
   model: string;
   /** The folder of the updater's state and downloads (default `<model>.ndiff-updater`). */
   stateDir?: string;
@@ -32,9 +33,9 @@ export function defaultStateDir(model: string): string {
   return path.resolve(model).replace(/[\\/]+$/, '') + '.ndiff-updater';
 }
 
-/** The updater target of a model path: a TF.js folder (or its model.json), a model JSON file sharing its folder, an `.onnx`, `.tflite` or `.safetensors` file. */
+/** The updater target of a model path: a TF.js folder (or its model.json), a model JSON file sharing its folder, an `.onnx`, `.tflite`, `.safetensors` or `.gguf` file. */
 export function modelTargetOf(model: string): ModelTarget {
-  return /\.onnx$/i.test(model) ? onnxFileTarget(model) : /\.tflite$/i.test(model) ? tfliteFileTarget(model) : /\.safetensors$/i.test(model) ? safetensorsFileTarget(model) : path.basename(model) === 'model.json' ? tfjsFolderTarget(path.dirname(model)) : /\.json$/i.test(model) ? tfjsModelFileTarget(model) : tfjsFolderTarget(model);
+  return /\.gguf$/i.test(model) ? ggufFileTarget(model) : /\.onnx$/i.test(model) ? onnxFileTarget(model) : /\.tflite$/i.test(model) ? tfliteFileTarget(model) : /\.safetensors$/i.test(model) ? safetensorsFileTarget(model) : path.basename(model) === 'model.json' ? tfjsFolderTarget(path.dirname(model)) : /\.json$/i.test(model) ? tfjsModelFileTarget(model) : tfjsFolderTarget(model);
 }
 
 /**
