@@ -44,15 +44,16 @@ interface RunFigures {
 if (process.argv[2] === '--child') {
   // node bench/gguf-apply.ts --child apply|plain MODEL PAYLOAD
   const [, , , mode, model, payloadFile] = process.argv;
-  const file = readFileSync(payloadFile);
-  const bytes = new Uint8Array(file.buffer, file.byteOffset, file.length);
   const start = process.hrtime.bigint();
   let written = 0;
   if (mode === 'apply') {
     const { applyToGgufFile } = await import('../src/io/gguf/in-place.ts');
-    const r = await applyToGgufFile(model, bytes, { state: null });
+    // The payload by its path: read a window and a chunk at a time, as `ndiff apply` reads it.
+    const r = await applyToGgufFile(model, payloadFile, { state: null });
     written = r.writtenBytes;
   } else {
+    const file = readFileSync(payloadFile);
+    const bytes = new Uint8Array(file.buffer, file.byteOffset, file.length);
     const { decodeGgufPayload, decodeGgufChunk } = await import('../src/io/gguf/payload.ts');
     const { getHasher } = await import('../src/core/hasher.ts');
     const { openSync: open, readSync, writeSync: write, fsyncSync, closeSync: close } = await import('node:fs');
