@@ -160,7 +160,7 @@ describe('GGUF payloads read a window and a chunk at a time', () => {
     writeFileSync(join(dir, 'p.ndiff'), payload);
     const r = await apply({ model: file, payload: join(dir, 'p.ndiff'), state: null });
     assert.equal(r.status, 'applied');
-    assert.equal(r.writtenValues, (await applyToGgufFile(join(dir, 'm.gguf'), payload, { state: null })).status === 'already-applied' ? r.writtenValues : -1);
+    assert.ok(r.writtenValues > 3 * WINDOW);
     assert.ok(same(file, v2));
   });
 });

@@ -27,7 +27,7 @@
  */
 import { open, realpath, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, TargetMismatchError } from '../../core/errors.ts';
+import { BaseMismatchError, HealthCheckError, ModelFormatError, ModelMismatchError, NeuralDiffError, TargetMismatchError } from '../../core/errors.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
 import { toHex } from '../../core/hex.ts';
 import type { PayloadHeader } from '../../core/format.ts';
@@ -45,7 +45,7 @@ import { openGgufPayload, type GgufPayloadInput, type OpenedGgufPayload } from '
 import { readFully, rollBackGguf, undoJournalPending, UndoJournalWriter, writeFully, GGUF_UNDO_SUFFIX } from './undo-journal.ts';
 
 /** Bytes hashed per read when a file's digest is taken. */
-const HASH_SLICE = 16 << 20;
+const HASH_SLICE = 4 << 20;
 
 /** What {@link applyToGgufFile} takes. */
 export interface GgufApplyOptions extends SignaturePolicy {
@@ -124,20 +124,51 @@ async function realFile(file: string): Promise<string> {
   return realpath(file).catch(() => file);
 }
 
-/** The XXH64 (16 hex) of a whole file, a slice at a time. */
+/** The XXH64 (16 hex) of a whole file, a slice at a time through one buffer. */
 async function fileDigest(hasher: Hasher, fh: FileHandle, size: number, name: string): Promise<string> {
   const h = hasher.create64();
-  for (let at = 0; at < size; at += HASH_SLICE) h.update(await readFully(fh, Math.min(HASH_SLICE, size - at), at, name));
+  const slice = new Uint8Array(Math.min(HASH_SLICE, size));
+  for (let at = 0; at < size; at += HASH_SLICE) {
+    const n = Math.min(HASH_SLICE, size - at);
+    await readInto(fh, slice.subarray(0, n), at, name);
+    h.update(slice.subarray(0, n));
+  }
   return toHex(bytes8(h.digest()));
 }
 
-/** The bytes a chunk's ranges hold now, one after the other. */
+/** Fill `into` from `position` of the file, or throw. */
+async function readInto(fh: FileHandle, into: Uint8Array, position: number, name: string): Promise<void> {
+  let at = 0;
+  while (at < into.length) {
+    const { bytesRead } = await fh.read(into, at, into.length - at, position + at);
+    if (bytesRead === 0) throw new ModelFormatError(`${name} ended at ${position + at} bytes while ${into.length} bytes from ${position} were read: it changed meanwhile or is damaged`, { what: name });
+    at += bytesRead;
+  }
+}
+
+/** Ranges of one file closer than this are read in one read, the bytes between them dropped (a read's round trip costs more than copying them). */
+const READ_GAP = 64 << 10;
+/** The most bytes one such read spans. */
+const READ_SPAN = 4 << 20;
+
+/** The bytes a chunk's ranges hold now, one after the other; nearby ranges read together (a chunk's ranges are in file order). */
 async function rangesBytes(handles: readonly FileHandle[], chunk: GgufChunk, files: readonly string[]): Promise<Uint8Array> {
   const out = new Uint8Array(chunk.bytes);
+  const runs = chunk.runs;
   let at = 0;
-  for (const r of chunk.runs) {
-    out.set(await readFully(handles[r.part], r.length, r.offset, files[r.part]), at);
-    at += r.length;
+  for (let i = 0; i < runs.length; ) {
+    const { part, offset: from } = runs[i];
+    let to = from + runs[i].length;
+    let j = i + 1;
+    while (j < runs.length && runs[j].part === part && runs[j].offset - to <= READ_GAP && runs[j].offset + runs[j].length - from <= READ_SPAN) {
+      to = runs[j].offset + runs[j].length;
+      j++;
+    }
+    const span = await readFully(handles[part], to - from, from, files[part]);
+    for (; i < j; i++) {
+      out.set(span.subarray(runs[i].offset - from, runs[i].offset - from + runs[i].length), at);
+      at += runs[i].length;
+    }
   }
   return out;
 }
