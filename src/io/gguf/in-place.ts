@@ -309,7 +309,10 @@ async function applyOpened(file: string, payload: OpenedGgufPayload, hasher: Has
         // An I/O error, or a chunk that does not decode or was altered, amid the overwrite: the
         // old bytes go back before the error is reported.
         await rollBackGguf(first, hasher);
-        if (e instanceof NeuralDiffError) (e.details as Record<string, unknown>).rolledBack = true;
+        if (e instanceof NeuralDiffError) {
+          (e.details as Record<string, unknown>).rolledBack = true;
+          e.message = e.message.replace(/nothing (of this chunk )?was written/, 'the model was rolled back to its old version');
+        }
         throw e;
       }
       if (failed !== undefined) {
