@@ -11,8 +11,11 @@
  * - **plain**: the changed ranges read, their new bytes written in place, one fsync: no journal,
  *   no digests, nothing checked (the floor of any in-place update).
  *
- * Each run is a child process (its peak RSS from `process.resourceUsage().maxRSS`); the ratio is
- * apply / plain of the medians. The disk the apply grows is its journal: the old bytes of the
+ * Each run is a child process; its peak RSS is the kernel's high-water mark of its own memory
+ * (`VmHWM` of /proc/self/status: `process.resourceUsage().maxRSS` keeps the parent's peak across the
+ * fork and exec, which made every run report the bench's own memory). The ratio is apply / plain
+ * of the medians. `--baseline DIR` adds a third contender, the apply of another checkout
+ * (`DIR/src/io/gguf/in-place.ts`, given the payload's bytes), side by side in the same runs. The disk the apply grows is its journal: the old bytes of the
  * changed ranges, and a header.
  *
  *   node --conditions=neural-diff-source --import tsx bench/gguf-apply.ts [--mib 2048] [--share 0.1] [--runs 3]
@@ -41,18 +44,36 @@ interface RunFigures {
   writtenBytes: number;
 }
 
+/** This process's peak resident memory in KiB: VmHWM where /proc has it, else maxRSS. */
+function peakRssKiB(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]);
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS;
+}
+
 if (process.argv[2] === '--child') {
   // node bench/gguf-apply.ts --child apply|plain MODEL PAYLOAD
   const [, , , mode, model, payloadFile] = process.argv;
-  const file = readFileSync(payloadFile);
-  const bytes = new Uint8Array(file.buffer, file.byteOffset, file.length);
   const start = process.hrtime.bigint();
   let written = 0;
-  if (mode === 'apply') {
+  if (mode === 'baseline') {
+    // Another checkout's apply, given the payload's bytes (every version takes them).
+    const { applyToGgufFile } = await import(path.join(process.argv[6], 'src/io/gguf/in-place.ts'));
+    const file = readFileSync(payloadFile);
+    const r = await applyToGgufFile(model, new Uint8Array(file.buffer, file.byteOffset, file.length), { state: null });
+    written = r.writtenBytes;
+  } else if (mode === 'apply') {
     const { applyToGgufFile } = await import('../src/io/gguf/in-place.ts');
-    const r = await applyToGgufFile(model, bytes, { state: null });
+    // The payload by its path: read a window and a chunk at a time, as `ndiff apply` reads it.
+    const r = await applyToGgufFile(model, payloadFile, { state: null });
     written = r.writtenBytes;
   } else {
+    const file = readFileSync(payloadFile);
+    const bytes = new Uint8Array(file.buffer, file.byteOffset, file.length);
     const { decodeGgufPayload, decodeGgufChunk } = await import('../src/io/gguf/payload.ts');
     const { getHasher } = await import('../src/core/hasher.ts');
     const { openSync: open, readSync, writeSync: write, fsyncSync, closeSync: close } = await import('node:fs');
@@ -78,7 +99,7 @@ if (process.argv[2] === '--child') {
     close(fd);
   }
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  process.stdout.write(`${JSON.stringify({ seconds, maxRssMiB: process.resourceUsage().maxRSS / 1024, writtenBytes: written } satisfies RunFigures)}\n`);
+  process.stdout.write(`${JSON.stringify({ seconds, maxRssMiB: peakRssKiB() / 1024, writtenBytes: written } satisfies RunFigures)}\n`);
   process.exit(0);
 }
 
@@ -138,11 +159,12 @@ try {
   const diffSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   console.log(`payload: ${made.payload.length} bytes (${((100 * made.payload.length) / size).toFixed(1)}% of the model; ${made.changedBytes} bytes in ${made.runs} ranges, ${made.chunks} chunks), made in ${diffSeconds.toFixed(1)} s`);
 
-  const one = (mode: 'apply' | 'plain'): RunFigures => {
+  const baseline = process.argv.includes('--baseline') ? path.resolve(arg('--baseline', '')) : undefined;
+  const one = (mode: 'apply' | 'plain' | 'baseline'): RunFigures => {
     const device = path.join(work, 'device.gguf');
     rmSync(device, { force: true });
     execFileSync('cp', ['--sparse=always', v1, device]);
-    const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', import.meta.filename, '--child', mode, device, payload], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', import.meta.filename, '--child', mode, device, payload, ...(baseline ? [baseline] : [])], { encoding: 'utf8', maxBuffer: 1 << 24 });
     if (r.status !== 0) throw new Error(`${mode} failed: ${r.stderr}`);
     const figures = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as RunFigures;
     // Both must leave the device at v2, byte for byte.
@@ -151,7 +173,9 @@ try {
   };
   const apply: RunFigures[] = [];
   const plain: RunFigures[] = [];
+  const before: RunFigures[] = [];
   for (let i = 0; i < runs; i++) {
+    if (baseline) before.push(one('baseline'));
     // Alternated, plain first every other run.
     if (i % 2 === 0) {
       plain.push(one('plain'));
@@ -170,6 +194,11 @@ try {
   console.log('|---|---:|---:|---:|');
   console.log(`| apply (journal, digests, read-back) | ${a.toFixed(2)} s | ${Math.max(...apply.map((r) => r.maxRssMiB)).toFixed(0)} MiB | ${apply[0].writtenBytes} |`);
   console.log(`| plain read and rewrite of the changed ranges | ${b.toFixed(2)} s | ${Math.max(...plain.map((r) => r.maxRssMiB)).toFixed(0)} MiB | ${plain[0].writtenBytes} |`);
+  if (baseline) {
+    const c = median(before.map((r) => r.seconds));
+    console.log(`| apply of ${baseline} | ${c.toFixed(2)} s | ${Math.max(...before.map((r) => r.maxRssMiB)).toFixed(0)} MiB | ${before[0].writtenBytes} |`);
+    console.log(`baseline apply / plain: ${(c / b).toFixed(2)}x`);
+  }
   console.log(`apply / plain: ${(a / b).toFixed(2)}x (medians of ${runs} alternated runs); the journal: ${apply[0].writtenBytes} bytes of old ranges`);
 } finally {
   rmSync(work, { recursive: true, force: true });

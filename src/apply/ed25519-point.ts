@@ -116,13 +116,22 @@ const littleEndian = (bytes: Uint8Array): bigint => {
  */
 export function verifySignature(publicKey: Uint8Array, signature: Uint8Array, message: Uint8Array): boolean {
   if (publicKey.length !== 32 || signature.length !== 64) return false;
+  // k = SHA-512(R || A || M), hashed over the three parts in place: no copy of the payload.
+  return verifySignatureDigest(publicKey, signature, sha512(signature.subarray(0, 32), publicKey, message));
+}
+
+/**
+ * {@link verifySignature} given SHA-512(R || A || M) instead of M: for a message read a piece at
+ * a time (a payload file of hundreds of MB hashed as it streams past), never held whole.
+ */
+export function verifySignatureDigest(publicKey: Uint8Array, signature: Uint8Array, digest: Uint8Array): boolean {
+  if (publicKey.length !== 32 || signature.length !== 64 || digest.length !== 64) return false;
   const A = decodePoint(publicKey);
   const R = decodePoint(signature.subarray(0, 32));
   if (!A || !R || isIdentity(times(A, 8n))) return false;
   const s = littleEndian(signature.subarray(32, 64));
   if (s >= L) return false;
-  // k = SHA-512(R || A || M), hashed over the three parts in place: no copy of the payload.
-  const k = littleEndian(sha512(signature.subarray(0, 32), publicKey, message)) % L;
+  const k = littleEndian(digest) % L;
   // [S]B - [k]A, both scalars in one double-and-add pass (Shamir's trick), then compared with R
   // exactly: no cofactor, so R + (a point of small order) is refused, as OpenSSL refuses it.
   const minusA: Point = [mod(-A[0]), A[1], A[2], mod(-A[3])];

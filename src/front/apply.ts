@@ -9,8 +9,9 @@
  */
 import { stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ModelMismatchError, NeuralDiffError, UsageError } from '../core/errors.ts';
-import { isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
+import { ModelMismatchError, NeuralDiffError, PayloadTooLargeError, UsageError } from '../core/errors.ts';
+import { errCode } from '../io/durable/durable.ts';
+import { ENVELOPE_OVERHEAD, isSignedEnvelope, parseEnvelope } from '../apply/envelope.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
 import type { SignatureCheck } from '../apply/signature.ts';
 import type { TrustedKey } from '../apply/ed25519.ts';
@@ -30,6 +31,7 @@ import { runHealthCheck } from './health-check.ts';
 import { isGgufPath, isModelFilePath, isSafetensorsPath, isTflitePath, payloadArgument } from './models.ts';
 import { applyToGgufFile } from '../io/gguf/in-place.ts';
 import { isGgufPayloadDocument } from '../io/gguf/payload.ts';
+import { isGgufPayloadFile } from '../io/gguf/payload-file.ts';
 import type { Progress } from './progress.ts';
 
 /** The default of {@link ApplyOptions.maxPayloadBytes}: 256 MiB. */
@@ -120,15 +122,22 @@ export async function apply(o: ApplyOptions): Promise<ApplyReport> {
   if (!(timeout > 0)) throw new UsageError(`healthCheckTimeout (--health-check-timeout) must be a positive number of seconds, got ${timeout}`, { expected: 'seconds > 0', found: timeout });
   const progress = o.onProgress ?? (() => {});
   const maxPayloadBytes = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
-  // The size cap is checked against the file's size before it is read.
-  const bytes = await payloadArgument(o.payload, "apply({ model, payload: 'v1-v2.ndiff' })", maxPayloadBytes);
   const single = isModelFilePath(o.model); // a single-file model: .onnx, .tflite or .safetensors
   const dryRun = o.dryRun ?? false;
   const hc = o.healthCheck;
   const check = (dir: string, file?: string) => (typeof hc === 'string' ? runHealthCheck(hc, dir, timeout, progress, file) : (hc as NonNullable<typeof hc>)({ dir, ...(file !== undefined ? { file } : {}) }));
+  const notGguf = () => new ModelMismatchError(`model (--model) ${o.model} is a GGUF model, and the payload is not a GGUF payload (format v8, made by ndiff diff from two .gguf files): nothing was read or written; apply the payload made for this model`, { model: o.model });
+  if (isGgufPath(o.model) && typeof o.payload === 'string') {
+    // A GGUF payload file is read a window and a chunk at a time, never whole (src/io/gguf/payload-file.ts).
+    await checkPayloadFileSize(o.payload, maxPayloadBytes);
+    if (!(await isGgufPayloadFile(o.payload))) throw notGguf();
+    return applyGguf(o, o.payload, dryRun, hc ? ({ file }) => check(dirname(file), file) : undefined);
+  }
+  // The size cap is checked against the file's size before it is read.
+  const bytes = await payloadArgument(o.payload, "apply({ model, payload: 'v1-v2.ndiff' })", maxPayloadBytes);
   const ggufPayload = isGgufPayloadDocument(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes);
   if (isGgufPath(o.model)) {
-    if (!ggufPayload) throw new ModelMismatchError(`model (--model) ${o.model} is a GGUF model, and the payload is not a GGUF payload (format v8, made by ndiff diff from two .gguf files): nothing was read or written; apply the payload made for this model`, { model: o.model });
+    if (!ggufPayload) throw notGguf();
     return applyGguf(o, bytes, dryRun, hc ? ({ file }) => check(dirname(file), file) : undefined);
   }
   if (ggufPayload) throw new ModelMismatchError(`the payload is a GGUF payload (format v8), which patches a .gguf model in place, and model (--model) ${o.model} is not a .gguf file: nothing was read or written; apply it to the .gguf model it was made for`, { model: o.model });
@@ -158,8 +167,18 @@ export async function apply(o: ApplyOptions): Promise<ApplyReport> {
   }
 }
 
+/** The payload file at `file` is a regular file within the size cap (checked before any of it is read). */
+async function checkPayloadFileSize(file: string, maxPayloadBytes: number): Promise<void> {
+  const st = await stat(file).catch((e) => {
+    if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') throw new UsageError(`no payload file at ${file}: check the path (payloads are written by \`ndiff diff\` or \`ndiff train\`)`, { path: file });
+    throw e;
+  });
+  if (!st.isFile()) throw new UsageError(`${file} is not a regular file: expected a payload file (written by \`ndiff diff\`, \`ndiff train\` or \`ndiff sign\`); save the payload to a file first`, { path: file });
+  if (st.size > maxPayloadBytes + ENVELOPE_OVERHEAD) throw new PayloadTooLargeError(st.size, maxPayloadBytes);
+}
+
 /** {@link apply} of a GGUF payload (format v8) to a .gguf model: in place behind an undo journal (src/io/gguf/in-place.ts). */
-async function applyGguf(o: ApplyOptions, bytes: Uint8Array, dryRun: boolean, healthCheck: ((info: { file: string }) => boolean | void | Promise<boolean | void>) | undefined): Promise<ApplyReport> {
+async function applyGguf(o: ApplyOptions, bytes: Uint8Array | string, dryRun: boolean, healthCheck: ((info: { file: string }) => boolean | void | Promise<boolean | void>) | undefined): Promise<ApplyReport> {
   const t0 = performance.now();
   const trustedKeys = await Promise.all((o.publicKeys ?? []).map((k) => (typeof k === 'string' ? readPublicKeyFile(k) : k)));
   const r = await applyToGgufFile(o.model, bytes, {

@@ -7,13 +7,17 @@
  *    unless its switch marker says the new version was whole in place: that update is finished
  *    as every unconfirmed switch is (src/io/durable/pending-update.ts: this apply's health check
  *    confirms it or rolls it back; without one, refused if it awaited one, else rolled back);
- * 2. the payload: signature, document, model id, a stale sequence; the parts' count and lengths;
+ * 2. the payload, read once a window at a time (`payload-file.ts`): signature, document, model
+ *    id, a stale sequence; the parts' count and lengths; each chunk's place and SHA-256 kept;
  * 3. the base: every file's XXH64 against the payload's (already the target: `already-applied`;
  *    a replayed or expired payload, or another base: refused, nothing written);
- * 4. every chunk decoded against the file's bytes and checked (base and target digests), and the
- *    bytes its ranges hold appended to `<journal>.tmp`; a failure deletes it, nothing written;
+ * 4. every chunk read from the payload again (its SHA-256 as in 2, or refused), its ranges checked
+ *    against the file's bytes (its base digest), and the bytes they hold appended to
+ *    `<journal>.tmp`; a failure deletes it, nothing written;
  * 5. the journal fsynced, renamed into place, the folder fsynced (the journal is durable);
- * 6. each chunk decoded again and its target bytes written over its ranges; the files fsynced;
+ * 6. each chunk read again (its SHA-256 checked), decoded (its base and target digests checked) and
+ *    its target bytes written over its ranges; the files fsynced (a failure rolls back: a chunk
+ *    that does not decode leaves the model as it was, through the journal);
  * 7. every range read back and checked against the target digests, then every file hashed
  *    again against the payload's target digests (a mismatch rolls back);
  * 8. the switch marker written durably (undo-journal.ts: the new version is whole in place),
@@ -23,16 +27,17 @@
  *
  * A kill or a power cut anywhere leaves the old version (before 6, or by the rollback of the next
  * apply) or the new one (after 9, or after 8 once the next run's health check confirms it).
- * Memory: one chunk (at most 16 MiB of ranges) at a time.
+ * Memory: one chunk (at most 16 MiB of ranges) at a time, and a 1 MiB window of the payload,
+ * whatever the payload's size.
  */
 import { open, realpath, stat, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { BaseMismatchError, HealthCheckError, ModelMismatchError, NeuralDiffError, TargetMismatchError } from '../../core/errors.ts';
+import { BaseMismatchError, HealthCheckError, ModelFormatError, ModelMismatchError, NeuralDiffError, TargetMismatchError } from '../../core/errors.ts';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
 import { toHex } from '../../core/hex.ts';
 import type { PayloadHeader } from '../../core/format.ts';
 import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from '../../apply/freshness.ts';
-import { openSignedPayload, type SignatureCheck, type SignaturePolicy } from '../../apply/signature.ts';
+import type { SignatureCheck, SignaturePolicy } from '../../apply/signature.ts';
 import { syncDir } from '../durable/durable.ts';
 import { lockModelDir, type RecoveryReport } from '../durable/lock.ts';
 import { FileSequenceStore } from '../durable/sequence-file.ts';
@@ -40,12 +45,13 @@ import { readModelIdRecord, writeModelIdRecord, MODEL_ID_SUFFIX } from '../durab
 import { weightsFileSequenceStore } from '../durable/weights-file-update.ts';
 import { openGgufModel } from './files.ts';
 import { splitPartName, splitPartPath, type GgufModel } from './model.ts';
-import { bytes8, decodeGgufChunk, decodeGgufPayload, ggufModelDigest, ggufPayloadMisfit, type GgufChunk, type GgufPayload, type GgufPayloadHeader } from './payload.ts';
+import { bytes8, checkGgufChunkBase, decodeGgufChunk, ggufModelDigest, ggufPayloadMisfit, type GgufChunk, type GgufPayloadHeader } from './payload.ts';
+import { openGgufPayload, type GgufPayloadInput, type OpenedGgufPayload } from './payload-file.ts';
 import { settlePendingSwitch, type PendingHealthCheck, type PendingOptions } from '../durable/pending-update.ts';
 import { clearSwitchMarker, readFully, readSwitchMarker, rollBackGguf, undoJournalPending, UndoJournalWriter, writeFully, writeSwitchMarker, GGUF_UNDO_SUFFIX, type SwitchMarker } from './undo-journal.ts';
 
 /** Bytes hashed per read when a file's digest is taken. */
-const HASH_SLICE = 16 << 20;
+const HASH_SLICE = 4 << 20;
 
 /** What {@link applyToGgufFile} takes. */
 export interface GgufApplyOptions extends SignaturePolicy {
@@ -171,10 +177,15 @@ async function realFile(file: string): Promise<string> {
   return realpath(file).catch(() => file);
 }
 
-/** The XXH64 (16 hex) of a whole file, a slice at a time. */
+/** The XXH64 (16 hex) of a whole file, a slice at a time through one buffer. */
 async function fileDigest(hasher: Hasher, fh: FileHandle, size: number, name: string): Promise<string> {
   const h = hasher.create64();
-  for (let at = 0; at < size; at += HASH_SLICE) h.update(await readFully(fh, Math.min(HASH_SLICE, size - at), at, name));
+  const slice = new Uint8Array(Math.min(HASH_SLICE, size));
+  for (let at = 0; at < size; at += HASH_SLICE) {
+    const n = Math.min(HASH_SLICE, size - at);
+    await readInto(fh, slice.subarray(0, n), at, name);
+    h.update(slice.subarray(0, n));
+  }
   return toHex(bytes8(h.digest()));
 }
 
@@ -204,45 +215,94 @@ export async function ggufStoredDigest(file: string, hasher?: Hasher): Promise<s
   return ggufModelDigest(h, digests);
 }
 
-/** The bytes a chunk's ranges hold now, one after the other. */
+/** Fill `into` from `position` of the file, or throw. */
+async function readInto(fh: FileHandle, into: Uint8Array, position: number, name: string): Promise<void> {
+  let at = 0;
+  while (at < into.length) {
+    const { bytesRead } = await fh.read(into, at, into.length - at, position + at);
+    if (bytesRead === 0) throw new ModelFormatError(`${name} ended at ${position + at} bytes while ${into.length} bytes from ${position} were read: it changed meanwhile or is damaged`, { what: name });
+    at += bytesRead;
+  }
+}
+
+/** Ranges of one file closer than this are read in one read, the bytes between them dropped (a read's round trip costs more than copying them). */
+const READ_GAP = 64 << 10;
+/** The most bytes one such read spans. */
+const READ_SPAN = 4 << 20;
+
+/** The bytes a chunk's ranges hold now, one after the other; nearby ranges read together (a chunk's ranges are in file order). */
 async function rangesBytes(handles: readonly FileHandle[], chunk: GgufChunk, files: readonly string[]): Promise<Uint8Array> {
   const out = new Uint8Array(chunk.bytes);
+  const runs = chunk.runs;
   let at = 0;
-  for (const r of chunk.runs) {
-    out.set(await readFully(handles[r.part], r.length, r.offset, files[r.part]), at);
-    at += r.length;
+  for (let i = 0; i < runs.length; ) {
+    const { part, offset: from } = runs[i];
+    let to = from + runs[i].length;
+    let j = i + 1;
+    while (j < runs.length && runs[j].part === part && runs[j].offset - to <= READ_GAP && runs[j].offset + runs[j].length - from <= READ_SPAN) {
+      to = runs[j].offset + runs[j].length;
+      j++;
+    }
+    const span = await readFully(handles[part], to - from, from, files[part]);
+    for (; i < j; i++) {
+      out.set(span.subarray(runs[i].offset - from, runs[i].offset - from + runs[i].length), at);
+      at += runs[i].length;
+    }
   }
   return out;
 }
 
-/** The tensors a payload's ranges overlap, by the model's headers. */
-function changedTensorsOf(model: GgufModel, payload: GgufPayload): string[] {
-  const hit = new Set<string>();
-  for (const c of payload.chunks) {
-    for (const r of c.runs) {
-      const h = model.parts[r.part].header;
-      for (const t of h.tensors) {
-        const from = h.dataStart + t.offset;
-        if (r.offset < from + t.bytes && from < r.offset + r.length) hit.add(t.name);
+/** The tensors a payload's ranges overlap, by the model's headers, collected a chunk at a time. */
+class ChangedTensors {
+  private readonly hit = new Set<string>();
+  /** Per part, its tensors by their start in the file. */
+  private readonly byStart: { from: number; to: number; name: string }[][];
+  constructor(private readonly model: GgufModel) {
+    this.byStart = model.parts.map((p) => p.header.tensors.map((t) => ({ from: p.header.dataStart + t.offset, to: p.header.dataStart + t.offset + t.bytes, name: t.name })).sort((a, b) => a.from - b.from));
+  }
+  add(chunk: GgufChunk): void {
+    for (const r of chunk.runs) {
+      const ts = this.byStart[r.part];
+      // The last tensor starting before the range's end, and those before it that reach into it (tensors never overlap).
+      let lo = 0;
+      let hi = ts.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (ts[mid].from < r.offset + r.length) lo = mid + 1;
+        else hi = mid;
       }
+      for (let k = lo - 1; k >= 0 && ts[k].to > r.offset; k--) this.hit.add(ts[k].name);
     }
   }
-  return model.tensors.map((t) => t.info.name).filter((n) => hit.has(n));
+  names(): string[] {
+    return this.model.tensors.map((t) => t.info.name).filter((n) => this.hit.has(n));
+  }
 }
 
 /** Freshness and base checks take a value payload's header; these fields are the ones they read. */
 const asHeader = (h: GgufPayloadHeader) => h as unknown as PayloadHeader;
 
 /**
- * Verify `payloadBytes` (a GGUF block payload, bare or in a signed envelope) and apply it in
- * place to the GGUF model named by `file` (one file, or any part of a split model), crash-safely
- * (module doc). On any refusal the files hold the bytes they held before this call (or, after
- * the recovery of an interrupted update, the old version), and a typed error says what to do.
+ * Verify a GGUF block payload (its file's path, or its bytes; bare or in a signed envelope) and
+ * apply it in place to the GGUF model named by `file` (one file, or any part of a split model),
+ * crash-safely (module doc). A payload file is read a window and a chunk at a time, never whole
+ * (`payload-file.ts`): its signature is checked as it streams past, and each chunk read again is
+ * checked against what that pass saw. On any refusal the files hold the bytes they held before
+ * this call (or, after the recovery of an interrupted update, the old version), and a typed
+ * error says what to do.
  */
-export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, options: GgufApplyOptions = {}): Promise<GgufApplyResult> {
+export async function applyToGgufFile(file: string, payloadSource: GgufPayloadInput, options: GgufApplyOptions = {}): Promise<GgufApplyResult> {
   const hasher = options.hasher ?? (await getHasher());
-  const opened = await openSignedPayload(payloadBytes, options);
-  const payload = decodeGgufPayload(opened.payload, options);
+  const payload = await openGgufPayload(payloadSource, options);
+  try {
+    return await applyOpened(file, payload, hasher, options);
+  } finally {
+    await payload.close();
+  }
+}
+
+async function applyOpened(file: string, payload: OpenedGgufPayload, hasher: Hasher, options: GgufApplyOptions): Promise<GgufApplyResult> {
+  const opened = { signature: payload.signature };
   const { header } = payload;
   file = await realFile(file);
   const files = ggufModelFiles(file);
@@ -281,9 +341,10 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
     onDisk.close();
     const misfit = ggufPayloadMisfit(payload, model.parts.map((p) => p.header.fileSize));
     if (misfit) throw new BaseMismatchError(`${misfit}: this model is not the payload's base; nothing was written: fetch the full model, or the update made for this one`, { misfit });
+    const changed = new ChangedTensors(model);
     const result = (status: GgufApplyResult['status'], written: number, ranges: number, sequenceRecorded: boolean): GgufApplyResult => ({
       status, header, signature: opened.signature, baseFingerprint: header.baseFingerprint, targetFingerprint: header.targetFingerprint, files,
-      writtenBytes: written, writtenRanges: ranges, changedTensors: status === 'applied' ? changedTensorsOf(model, payload) : [], sequenceRecorded, recovery,
+      writtenBytes: written, writtenRanges: ranges, changedTensors: status === 'applied' ? changed.names() : [], sequenceRecorded, recovery,
     });
     const handles: FileHandle[] = [];
     try {
@@ -298,19 +359,27 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
       if (now !== header.baseFingerprint || wrong >= 0) {
         throw new BaseMismatchError(`payload targets base ${header.baseFingerprint} (the digest of its stored bytes), this model is ${now}${wrong >= 0 ? ` (${files[wrong]} differs)` : ''}: nothing was written; fetch the full model, or the update made for base ${now}`, { expected: header.baseFingerprint, found: now });
       }
-      const ranges = payload.chunks.reduce((n, c) => n + c.runs.length, 0);
-      const bytes = payload.chunks.reduce((n, c) => n + c.bytes, 0);
+      let ranges = 0;
+      let bytes = 0;
       if (options.dryRun) {
-        for (let i = 0; i < payload.chunks.length; i++) decodeGgufChunk(hasher, payload.chunks[i], await rangesBytes(handles, payload.chunks[i], files), `chunk ${i}`);
+        let i = 0;
+        for await (const chunk of payload.chunks()) {
+          decodeGgufChunk(hasher, chunk, await rangesBytes(handles, chunk, files), `chunk ${i++}`);
+          changed.add(chunk);
+        }
         return result('applied', 0, 0, false);
       }
       // Every chunk decoded and checked, and the old bytes journaled, before the model is written.
       const journal = await UndoJournalWriter.start(first + GGUF_UNDO_SUFFIX, files.map((f, i) => ({ file: f, length: payload.parts[i].length })), hasher);
       try {
-        for (let i = 0; i < payload.chunks.length; i++) {
-          const chunk = payload.chunks[i];
+        let i = 0;
+        for await (const chunk of payload.chunks()) {
+          // The base bytes checked here; the target bytes are decoded once, by the overwrite (step 6).
           const old = await rangesBytes(handles, chunk, files);
-          decodeGgufChunk(hasher, chunk, old, `chunk ${i}`);
+          checkGgufChunkBase(hasher, chunk, old, `chunk ${i++}`);
+          changed.add(chunk);
+          ranges += chunk.runs.length;
+          bytes += chunk.bytes;
           let at = 0;
           for (const r of chunk.runs) {
             await journal.range(r.part, r.offset, old.subarray(at, at + r.length));
@@ -327,8 +396,13 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
         await overwrite(hasher, files, handles, payload);
         failed = await firstMismatch(hasher, handles, payload, files);
       } catch (e) {
-        // An I/O error amid the overwrite: the old bytes go back before the error is reported.
+        // An I/O error, or a chunk that does not decode or was altered, amid the overwrite: the
+        // old bytes go back before the error is reported.
         await rollBackGguf(first, hasher);
+        if (e instanceof NeuralDiffError) {
+          (e.details as Record<string, unknown>).rolledBack = true;
+          e.message = e.message.replace(/nothing (of this chunk )?was written/, 'the model was rolled back to its old version');
+        }
         throw e;
       }
       if (failed !== undefined) {
@@ -384,12 +458,12 @@ export async function applyToGgufFile(file: string, payloadBytes: Uint8Array, op
 }
 
 /** Step 6: each chunk decoded again from the file's bytes and written over its ranges; every file fsynced. */
-async function overwrite(hasher: Hasher, files: readonly string[], readers: readonly FileHandle[], payload: GgufPayload): Promise<void> {
+async function overwrite(hasher: Hasher, files: readonly string[], readers: readonly FileHandle[], payload: OpenedGgufPayload): Promise<void> {
   const writers = new Map<number, FileHandle>();
   try {
-    for (let i = 0; i < payload.chunks.length; i++) {
-      const chunk = payload.chunks[i];
-      const target = decodeGgufChunk(hasher, chunk, await rangesBytes(readers, chunk, files), `chunk ${i}`);
+    let i = 0;
+    for await (const chunk of payload.chunks()) {
+      const target = decodeGgufChunk(hasher, chunk, await rangesBytes(readers, chunk, files), `chunk ${i++}`);
       let at = 0;
       for (const r of chunk.runs) {
         let w = writers.get(r.part);
@@ -405,10 +479,12 @@ async function overwrite(hasher: Hasher, files: readonly string[], readers: read
 }
 
 /** Step 7: the index of the first chunk whose ranges do not read back as its target bytes, or undefined. */
-async function firstMismatch(hasher: Hasher, handles: readonly FileHandle[], payload: GgufPayload, files: readonly string[]): Promise<number | undefined> {
-  for (let i = 0; i < payload.chunks.length; i++) {
-    const now = toHex(bytes8(hasher.h64(await rangesBytes(handles, payload.chunks[i], files))));
-    if (now !== payload.chunks[i].targetDigest) return i;
+async function firstMismatch(hasher: Hasher, handles: readonly FileHandle[], payload: OpenedGgufPayload, files: readonly string[]): Promise<number | undefined> {
+  let i = 0;
+  for await (const chunk of payload.chunks()) {
+    const now = toHex(bytes8(hasher.h64(await rangesBytes(handles, chunk, files))));
+    if (now !== chunk.targetDigest) return i;
+    i++;
   }
   return undefined;
 }

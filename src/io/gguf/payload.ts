@@ -259,7 +259,31 @@ export function decodeGgufPayload(bytes: Uint8Array, options: { maxPayloadBytes?
     fail(`malformed msgpack: ${(e as Error).message}`);
   }
   if (!isObject(doc)) fail('expected a msgpack map');
-  const o = doc;
+  const { header, parts } = decodeGgufPayloadFields(doc);
+  const ch = own(doc, 'ch');
+  if (!Array.isArray(ch)) fail(`"ch" must be an array of chunks, found ${typeof ch}`);
+  const state = newRangeState();
+  const chunks = ch.map((e, i): GgufChunk => decodeGgufChunkEntry(e, i, parts, state));
+  return { header, parts, chunks };
+}
+
+/** Where the previous range ended: the ranges of a chunk carry on from those of the chunk before. */
+export interface GgufRangeState {
+  part: number;
+  end: number;
+}
+
+/** The range state before a payload's first chunk (part 0, offset 0). */
+export function newRangeState(): GgufRangeState {
+  return { part: 0, end: 0 };
+}
+
+/**
+ * Decode and check every field of a GGUF block payload's document but its chunks (`ch`): the
+ * version, the header and the parts. `o` is the document's map (any `ch` in it is ignored).
+ * @throws PayloadFormatError, UnsupportedVersionError
+ */
+export function decodeGgufPayloadFields(o: Record<string, unknown>): { header: GgufPayloadHeader; parts: GgufPartDigests[] } {
   const version = own(o, 'nd');
   if (version === undefined) fail('missing the format version field "nd"');
   if (version !== GGUF_PAYLOAD_VERSION) throw new UnsupportedVersionError(version, [GGUF_PAYLOAD_VERSION]);
@@ -291,45 +315,50 @@ export function decodeGgufPayload(bytes: Uint8Array, options: { maxPayloadBytes?
     if (!Array.isArray(e) || e.length !== 3 || !isUint(e[0])) fail(`"pt" entry ${i} must be [length, base digest (8 bytes), target digest (8 bytes)]`);
     return { length: e[0] as number, base: toHex(bin(e, 1, 8)), target: toHex(bin(e, 2, 8)) };
   });
-  const ch = own(o, 'ch');
-  if (!Array.isArray(ch)) fail(`"ch" must be an array of chunks, found ${typeof ch}`);
-  const state = { part: 0, end: 0 };
-  const chunks = ch.map((e, i): GgufChunk => {
-    const where = `chunk ${i}`;
-    if (!Array.isArray(e) || e.length !== 5) fail(`${where} must be [ranges, base digest, target digest, coding, coded bytes]`);
-    const { count, streams } = decodeRunStreams(bin(e, 0), where, GGUF_MAX_CHUNK_BYTES);
-    const [steps, gaps, lengths] = streams.map((b, k) => new VarintReader(b, `${where} ${['part steps', 'offsets', 'lengths'][k]}`));
-    const runs: GgufRun[] = [];
-    let total = 0;
-    for (let k = 0; k < count; k++) {
-      const step = steps.next('a part step');
-      const gap = gaps.next('an offset');
-      const length = lengths.next('a length');
-      const part = state.part + step;
-      if (part >= parts.length) fail(`${where}: a range in part ${part}, the model has ${parts.length} part(s)`, { part });
-      const offset = step > 0 ? gap : state.end + gap;
-      if (length < 1) fail(`${where}: a range of 0 bytes at ${offset}`);
-      if (offset + length > parts[part].length) fail(`${where}: the range [${offset}, ${offset + length}) of part ${part} goes past its ${parts[part].length} bytes`, { part, offset, length });
-      total += length;
-      if (total > GGUF_MAX_CHUNK_BYTES) fail(`${where}: its ranges hold more than ${GGUF_MAX_CHUNK_BYTES} bytes`);
-      runs.push({ part, offset, length });
-      state.part = part;
-      state.end = offset + length;
-    }
-    for (const r of [steps, gaps, lengths]) if (!r.done) fail(`${where}: bytes left in a stream of its ranges after ${count} ranges`);
-    if (!runs.length) fail(`${where} holds no range`);
-    const coding = e[3];
-    const delta = bin(e, 4);
-    if (coding === CHUNK_BYTE_DELTA) {
-      const dh = readByteDeltaHeader(delta, total, `GGUF payload ${where}'s byte delta`);
-      if (dh.baseLength !== total || dh.outputLength !== total) fail(`${where}: its byte delta reads ${dh.baseLength} bytes and writes ${dh.outputLength}, its ranges hold ${total}`);
-    } else if (coding === CHUNK_XOR_RANGE_CODED) {
-      if (total > MAX_RANGE_CODED_RATIO * delta.length + 64) fail(`${where}: ${total} bytes range-coded in ${delta.length} (at most ${MAX_RANGE_CODED_RATIO} x + 64)`);
-      if (delta.length < 4) fail(`${where}: its range-coded XOR bytes must be at least 4 bytes, found ${delta.length}`);
-    } else fail(`${where}: its coding must be 0 (a byte delta) or 1 (XOR, range-coded), found ${JSON.stringify(coding)}`);
-    return { runs, bytes: total, baseDigest: toHex(bin(e, 1, 8)), targetDigest: toHex(bin(e, 2, 8)), coding: coding as number, delta };
-  });
-  return { header, parts, chunks };
+  return { header, parts };
+}
+
+/**
+ * Decode and check chunk `i` of a payload (an entry of `ch`, decoded from msgpack): its ranges
+ * (in file order after those of the chunk before, which `state` holds and this advances, inside
+ * their part, at most {@link GGUF_MAX_CHUNK_BYTES} together), its digests and its coded bytes'
+ * header. The chunks must be decoded in order, from {@link newRangeState}.
+ * @throws PayloadFormatError
+ */
+export function decodeGgufChunkEntry(e: unknown, i: number, parts: readonly GgufPartDigests[], state: GgufRangeState): GgufChunk {
+  const where = `chunk ${i}`;
+  if (!Array.isArray(e) || e.length !== 5) fail(`${where} must be [ranges, base digest, target digest, coding, coded bytes]`);
+  const { count, streams } = decodeRunStreams(bin(e, 0), where, GGUF_MAX_CHUNK_BYTES);
+  const [steps, gaps, lengths] = streams.map((b, k) => new VarintReader(b, `${where} ${['part steps', 'offsets', 'lengths'][k]}`));
+  const runs: GgufRun[] = [];
+  let total = 0;
+  for (let k = 0; k < count; k++) {
+    const step = steps.next('a part step');
+    const gap = gaps.next('an offset');
+    const length = lengths.next('a length');
+    const part = state.part + step;
+    if (part >= parts.length) fail(`${where}: a range in part ${part}, the model has ${parts.length} part(s)`, { part });
+    const offset = step > 0 ? gap : state.end + gap;
+    if (length < 1) fail(`${where}: a range of 0 bytes at ${offset}`);
+    if (offset + length > parts[part].length) fail(`${where}: the range [${offset}, ${offset + length}) of part ${part} goes past its ${parts[part].length} bytes`, { part, offset, length });
+    total += length;
+    if (total > GGUF_MAX_CHUNK_BYTES) fail(`${where}: its ranges hold more than ${GGUF_MAX_CHUNK_BYTES} bytes`);
+    runs.push({ part, offset, length });
+    state.part = part;
+    state.end = offset + length;
+  }
+  for (const r of [steps, gaps, lengths]) if (!r.done) fail(`${where}: bytes left in a stream of its ranges after ${count} ranges`);
+  if (!runs.length) fail(`${where} holds no range`);
+  const coding = e[3];
+  const delta = bin(e, 4);
+  if (coding === CHUNK_BYTE_DELTA) {
+    const dh = readByteDeltaHeader(delta, total, `GGUF payload ${where}'s byte delta`);
+    if (dh.baseLength !== total || dh.outputLength !== total) fail(`${where}: its byte delta reads ${dh.baseLength} bytes and writes ${dh.outputLength}, its ranges hold ${total}`);
+  } else if (coding === CHUNK_XOR_RANGE_CODED) {
+    if (total > MAX_RANGE_CODED_RATIO * delta.length + 64) fail(`${where}: ${total} bytes range-coded in ${delta.length} (at most ${MAX_RANGE_CODED_RATIO} x + 64)`);
+    if (delta.length < 4) fail(`${where}: its range-coded XOR bytes must be at least 4 bytes, found ${delta.length}`);
+  } else fail(`${where}: its coding must be 0 (a byte delta) or 1 (XOR, range-coded), found ${JSON.stringify(coding)}`);
+  return { runs, bytes: total, baseDigest: toHex(bin(e, 1, 8)), targetDigest: toHex(bin(e, 2, 8)), coding: coding as number, delta };
 }
 
 /**
@@ -339,14 +368,22 @@ export function decodeGgufPayload(bytes: Uint8Array, options: { maxPayloadBytes?
  *   payload's, or the payload is inconsistent), or a byte delta that does not decode
  */
 export function decodeGgufChunk(hasher: Hasher, chunk: GgufChunk, base: Uint8Array, where: string): Uint8Array {
-  const found = toHex(bytes8(hasher.h64(base)));
-  if (found !== chunk.baseDigest) {
-    throw new PayloadFormatError(`GGUF payload ${where}: the bytes it changes hash to ${found}, the payload expects ${chunk.baseDigest}: this file is not the payload's base (or the payload is corrupt); nothing of this chunk was written`, { expected: chunk.baseDigest, found, stage: 'base' });
-  }
+  checkGgufChunkBase(hasher, chunk, base, where);
   const target = chunk.coding === CHUNK_BYTE_DELTA ? applyByteDelta(base, chunk.delta, chunk.bytes, `GGUF payload ${where}'s byte delta`) : xorDecoded(base, chunk.delta, where);
   const made = toHex(bytes8(hasher.h64(target)));
   if (made !== chunk.targetDigest) fail(`${where}: its coded bytes give bytes that hash to ${made}, the payload names ${chunk.targetDigest}`, { stage: 'target' });
   return target;
+}
+
+/**
+ * Check a chunk's base bytes (its ranges' bytes one after the other) against its base digest.
+ * @throws PayloadFormatError when they differ (the file is not the payload's base, or the payload is corrupt)
+ */
+export function checkGgufChunkBase(hasher: Hasher, chunk: GgufChunk, base: Uint8Array, where: string): void {
+  const found = toHex(bytes8(hasher.h64(base)));
+  if (found !== chunk.baseDigest) {
+    throw new PayloadFormatError(`GGUF payload ${where}: the bytes it changes hash to ${found}, the payload expects ${chunk.baseDigest}: this file is not the payload's base (or the payload is corrupt); nothing of this chunk was written`, { expected: chunk.baseDigest, found, stage: 'base' });
+  }
 }
 
 /** Values decoded per piece of a range-coded XOR chunk (the decoder's buffer). */
@@ -407,7 +444,7 @@ export function ggufModelDigest(hasher: Hasher, partDigests: readonly string[]):
  * each of the payload's length.
  * @returns a reason they differ, or undefined
  */
-export function ggufPayloadMisfit(payload: GgufPayload, partLengths: readonly number[]): string | undefined {
+export function ggufPayloadMisfit(payload: Pick<GgufPayload, 'parts'>, partLengths: readonly number[]): string | undefined {
   if (partLengths.length !== payload.parts.length) return `the payload is for a model of ${payload.parts.length} file(s), this one has ${partLengths.length}`;
   for (let i = 0; i < partLengths.length; i++) {
     if (partLengths[i] !== payload.parts[i].length) return `part ${i + 1} is ${partLengths[i]} bytes, the payload's base has ${payload.parts[i].length}`;

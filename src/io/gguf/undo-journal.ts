@@ -36,6 +36,8 @@ export const GGUF_UNDO_SUFFIX = '.ndiff-undo';
 export const GGUF_SWITCHED_SUFFIX = '.ndiff-undo.switched';
 const MAGIC = new TextEncoder().encode('NDGGUFU1');
 const END = 0xffffffff;
+/** Bytes of journal gathered per write (a range's 16-byte head and its bytes would otherwise be two writes each). */
+const JOURNAL_WRITE = 1 << 20;
 
 /** One of the model's files, as the journal names it. */
 export interface JournalPart {
@@ -67,6 +69,9 @@ export async function readFully(fh: FileHandle, length: number, position: number
 /** A journal being written: ranges appended one at a time, then {@link UndoJournalWriter.commit}. */
 export class UndoJournalWriter {
   private at = 0;
+  /** Appended bytes not yet written: ranges are gathered into writes of about {@link JOURNAL_WRITE} bytes. */
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
   private readonly hash: Hash64Stream;
   private constructor(private readonly fh: FileHandle, readonly file: string, hasher: Hasher) {
     this.hash = hasher.create64();
@@ -98,8 +103,23 @@ export class UndoJournalWriter {
 
   private async append(bytes: Uint8Array): Promise<void> {
     this.hash.update(bytes);
-    await writeFully(this.fh, bytes, this.at);
-    this.at += bytes.length;
+    this.pending.push(bytes.slice());
+    this.pendingBytes += bytes.length;
+    if (this.pendingBytes >= JOURNAL_WRITE) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (!this.pendingBytes) return;
+    const out = new Uint8Array(this.pendingBytes);
+    let at = 0;
+    for (const b of this.pending) {
+      out.set(b, at);
+      at += b.length;
+    }
+    this.pending = [];
+    this.pendingBytes = 0;
+    await writeFully(this.fh, out, this.at);
+    this.at += out.length;
   }
 
   /** Add a range's old bytes. */
@@ -119,6 +139,7 @@ export class UndoJournalWriter {
     const dv = new DataView(end.buffer);
     dv.setUint32(0, END, true);
     dv.setBigUint64(4, this.hash.digest(), true);
+    await this.flush();
     await writeFully(this.fh, end, this.at);
     await this.fh.sync();
     await this.fh.close();
