@@ -43,6 +43,7 @@ export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep } from
 export type { PendingUpdateOutcome, PendingCheck } from './updater/target.ts';
 // GGUF models (llama.cpp's files) patched in place by a GGUF block payload (format v8), behind an undo journal.
 export { applyToGgufFile, recoverGgufFile, ggufModelFiles, ggufUndoJournal, ggufStoredDigest, type GgufApplyOptions, type GgufApplyResult } from './io/gguf/in-place.ts';
+export type { GgufPayloadInput, GgufPayloadReader } from './io/gguf/payload-file.ts';
 export { ggufFileTarget } from './io/updater/gguf-target.ts';
 export { GGUF_UNDO_SUFFIX } from './io/gguf/undo-journal.ts';
 export { decodeGgufPayload, ggufModelDigest, ggufPayloadMisfit, GGUF_PAYLOAD_VERSION, GGUF_CHUNK_BYTES, GGUF_MAX_CHUNK_BYTES, GGUF_MAX_PARTS, CHUNK_BYTE_DELTA, CHUNK_XOR_RANGE_CODED, type GgufPayload, type GgufPayloadHeader, type GgufChunk, type GgufRun, type GgufPartDigests } from './io/gguf/payload.ts';
