@@ -124,6 +124,8 @@ export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
         if (search.found) ({ made: r, e: measured } = search.found.result);
         else {
           r = exactDiff();
+          // Every grid payload tried fell short of it: the line says the exact payload's size.
+          budgetSearch.ceilingBytes = r.payload.length;
           measured = await measureGgufPayload(s, r.payload);
         }
         s.progress(budgetChoiceText(budgetSearch));
