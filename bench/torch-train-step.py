@@ -1,6 +1,6 @@
 """Training throughput of PyTorch on the models bench/train-vs-torch.ts measures ours on.
 
-    python3 bench/torch-train-step.py MODEL THREADS BATCH STEPS
+    python3 bench/torch-train-step.py MODEL THREADS BATCH STEPS [compile]
 
 MODEL is `keyword` (the temporal-conv keyword model of examples/keyword-spotting/model.ts, the same
 layers and sizes) or `mobilenetv2` (MobileNetV2 1.0 at 224x224 with nsfwjs's head: 7x7 average pool,
@@ -9,6 +9,11 @@ weight, on random inputs (throughput does not depend on the values), with the la
 mode as ours trains them (batch-norm on its moving statistics, dropout off). One warm-up step, then
 STEPS timed steps. Prints one JSON line: samples/s, the process's peak resident memory, the weight
 count, and an SGEMM rate that shows which BLAS is loaded.
+
+`compile` (PyTorch 2, bench/peers/install.sh's virtualenv) runs the model through `torch.compile`
+and the optimizer's step through a compiled function (PyTorch's recipe for compiling Adam): the
+first two steps compile (forward, backward, update) and are timed apart as `compileSeconds`; the
+STEPS timed steps come after them.
 """
 import json
 import resource
@@ -19,6 +24,7 @@ import torch
 from torch import nn
 
 model_name, threads, batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+compiled = sys.argv[5:6] == ['compile']
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 
@@ -78,16 +84,22 @@ opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 x = torch.randn(*shape)
 y = torch.randint(0, classes, (batch,))
 loss_fn = nn.CrossEntropyLoss()
+forward = torch.compile(model) if compiled else model
+update = torch.compile(opt.step) if compiled else opt.step
 
 
 def step():
     opt.zero_grad()
-    loss = loss_fn(model(x), y)
+    loss = loss_fn(forward(x), y)
     loss.backward()
-    opt.step()
+    update()
 
 
+w0 = time.perf_counter()
 step()
+if compiled:
+    step()  # the optimizer's state exists from the first step on: its compiled step settles here
+warmup_seconds = time.perf_counter() - w0
 t0 = time.perf_counter()
 c0 = time.process_time()
 for _ in range(steps):
@@ -110,4 +122,5 @@ print(json.dumps({
     'weights': sum(p.numel() for p in model.parameters()),
     'sgemmGflops': gflops,
     'torch': torch.__version__,
+    'compileSeconds': warmup_seconds if compiled else None,
 }))

@@ -1,7 +1,7 @@
 """The small transformer text classifier bench/train-vs-torch.ts distils, on PyTorch's side.
 
     python3 bench/torch-transformer.py make DIR        # v1.onnx, v2.onnx, distill-tokens.bin into DIR (once)
-    python3 bench/torch-transformer.py distill DIR THREADS BATCH STEPS
+    python3 bench/torch-transformer.py distill DIR THREADS BATCH STEPS [compile]
     python3 bench/torch-transformer.py profile DIR THREADS BATCH STEPS   # ms per step by operator
 
 The model: token embedding (64 tokens) + learned positions (32), 2 post-norm encoder layers
@@ -25,6 +25,9 @@ little-endian [4096, 32]) beside them. Everything is seeded: the same files ever
 distillation inputs, each step the teacher's forward pass (no gradient), KL(teacher || student)
 of the class probabilities (temperature 1), the student's backward pass and an Adam update of every
 weight; one warm-up step, then STEPS timed steps. Prints one JSON line like torch-train-step.py.
+`compile` (PyTorch 2) runs the student and the teacher through `torch.compile` and Adam's step
+through a compiled function, as torch-train-step.py does: two warm-up steps, timed apart as
+`compileSeconds`.
 """
 import json
 import os
@@ -125,7 +128,7 @@ def make(folder):
     print(json.dumps({'weights': sum(p.numel() for p in v1.parameters())}))
 
 
-def distill(folder, threads, batch, steps, profile=False):
+def distill(folder, threads, batch, steps, profile=False, compiled=False):
     torch.set_num_threads(threads)
     student, teacher = TextClassifier(), TextClassifier()
     student.load_state_dict(torch.load(os.path.join(folder, 'v1.pt')))
@@ -135,16 +138,23 @@ def distill(folder, threads, batch, steps, profile=False):
     ids = torch.from_numpy(__import__('numpy').fromfile(os.path.join(folder, 'distill-tokens.bin'), dtype='<i4').reshape(-1, LENGTH)).long()
     opt = torch.optim.Adam(student.parameters(), lr=1e-3)
     kl = nn.KLDivLoss(reduction='batchmean', log_target=True)
+    student_forward = torch.compile(student) if compiled else student
+    teacher_forward = torch.compile(teacher) if compiled else teacher
+    update = torch.compile(opt.step) if compiled else opt.step
 
     def step(i):
         x = ids[(i * batch) % (ids.shape[0] - batch):][:batch]
         with torch.no_grad():
-            target = torch.log_softmax(teacher(x), dim=1)
+            target = torch.log_softmax(teacher_forward(x), dim=1)
         opt.zero_grad()
-        kl(torch.log_softmax(student(x), dim=1), target).backward()
-        opt.step()
+        kl(torch.log_softmax(student_forward(x), dim=1), target).backward()
+        update()
 
+    w0 = time.perf_counter()
     step(0)
+    if compiled:
+        step(0)  # the optimizer's state exists from the first step on: its compiled step settles here
+    warmup_seconds = time.perf_counter() - w0
     if profile:
         def teacher_pass(i):
             with torch.no_grad():
@@ -170,6 +180,7 @@ def distill(folder, threads, batch, steps, profile=False):
         'weights': sum(p.numel() for p in student.parameters()),
         'sgemmGflops': gflops,
         'torch': torch.__version__,
+        'compileSeconds': warmup_seconds if compiled else None,
     }))
 
 
@@ -204,4 +215,4 @@ def profile_steps(step, teacher_pass, batch, steps):
 if sys.argv[1] == 'make':
     make(sys.argv[2])
 else:
-    distill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), profile=sys.argv[1] == 'profile')
+    distill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), profile=sys.argv[1] == 'profile', compiled=sys.argv[6:7] == ['compile'])

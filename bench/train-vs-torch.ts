@@ -5,7 +5,7 @@
  * at 1 thread and at every core, on our wasm backend and (when its addon is built) our native
  * backend, with the ratios, wall and CPU time per sample and each run's peak memory.
  *
- *   node --conditions=neural-diff-source --import tsx bench/train-vs-torch.ts [--quick] [--skip-torch] [--rounds N] [--models keyword,mobilenetv2,transformer]
+ *   node --conditions=neural-diff-source --import tsx bench/train-vs-torch.ts [--quick] [--skip-torch] [--rounds N] [--models keyword,mobilenetv2,transformer] [--peers torch2,compile,jax]
  *
  * `--models` runs only the models named (default all three). `--rounds N` (default 1) runs every
  * configuration N times, in rounds that alternate ours and PyTorch, prints each run's samples/s
@@ -39,6 +39,11 @@
  * its GEMMs. Its timed steps hold the
  * capture of the step's plan (two eager steps); a line under its table gives ours over the steps
  * after the plan's check alone, what a longer run tends to.
+ * `--peers` adds stronger peers, each the same step in a virtualenv bench/peers/install.sh makes
+ * offline from pip's configured indexes (bench/peers/peers.ts): PyTorch 2.13 eager (`torch2`), PyTorch
+ * 2.13 with torch.compile (`compile`), JAX 0.10 under jit (`jax`; no MobileNetV2). They run in the
+ * same alternated rounds, timed after their warm-up (compile and warm-up seconds are reported apart),
+ * and a second table per model gives each peer's samples/s and ours over it. None run unless named.
  * Writes bench/out/train-vs-torch.json.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -48,6 +53,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultThreads } from '../src/train/parallel/pool.ts';
 import { chooseOpenBlasCore, nativeAddonStatus, openBlasCoreChoice } from '../src/engine/kernels/native/loader.ts';
+import { ensurePeers, parsePeers, peerGap, peerLabels, runPeer, type PeerName } from './peers/peers.ts';
 
 const quick = process.argv.includes('--quick');
 const skipTorch = process.argv.includes('--skip-torch');
@@ -98,6 +104,8 @@ interface Row {
   /** The transformer's timed steps (after its plan's check) and the window with the capture's steps inside (bench/train-transformer-child.ts). */
   steps?: number;
   withCapture?: { samplesPerSecond: number; cpuMsPerSample: number; steps: number };
+  /** A peer's warm-up: torch.compile's or jit's compile with the first steps (bench/peers/). */
+  compileSeconds?: number | null;
 }
 
 function torchPresent(): boolean {
@@ -180,6 +188,7 @@ const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const rate = (r: Row | undefined) => (r ? r.samplesPerSecond.toFixed(r.samplesPerSecond < 100 ? 1 : 0) : 'n/a');
 const ratio = (a: Row | undefined, b: Row | undefined) => (a && b ? `${(a.samplesPerSecond / b.samplesPerSecond).toFixed(2)}x` : 'n/a');
 
+const peers = ensurePeers(parsePeers(process.argv));
 const torchState = skipTorch ? '--skip-torch' : ensureTorch();
 const blas = torchState === true ? ensureOpenBlas() : undefined;
 if (torchState !== true) console.log(`PyTorch side skipped: ${torchState}`);
@@ -216,11 +225,20 @@ for (const p of plans) {
       record(`${b} ${t}`, tryOurs());
     }
     record(`torch ${t}`, torchState === true ? torch(p, t, blas) : undefined);
+    for (const peer of peers) {
+      if (peerGap(peer, p.key)) continue;
+      try {
+        record(`${peer} ${t}`, lastJson(runPeer(peer, p.key, t, p.batch, p.steps, transformerDir)));
+      } catch (e) {
+        failures.push(`${p.key}, ${peerLabels[peer]}, ${t} thread(s): ${(e as Error).message.split('\n').filter(Boolean).slice(-1)[0]?.slice(0, 400)}`);
+        record(`${peer} ${t}`, undefined);
+      }
+    }
   }
   const rows = new Map([...runs].map(([key, list]) => [key, median(list)]));
   if (rounds > 1) {
     console.log(`\n${p.label}, samples/s in each of ${rounds} rounds (the rows below: each configuration's median):`);
-    for (const [key, list] of runs) if (list.some((r) => r)) console.log(`- ${key.replace('torch', 'PyTorch')}: ${list.map((r) => rate(r)).join(', ')}`);
+    for (const [key, list] of runs) if (list.some((r) => r)) console.log(`- ${/^(torch2|compile|jax) /.test(key) ? key.replace(/^\w+/, (w) => peerLabels[w as PeerName]) : key.replace('torch', 'PyTorch')}: ${list.map((r) => rate(r)).join(', ')}`);
   }
   console.log(`\n${p.label}: batch ${p.batch}${p.chunk < p.batch ? ` (ours in chunks of ${p.chunk} per thread, gradients summed: one step per batch)` : ''}, ${p.steps} timed step(s); weights ours ${rows.get('wasm 1')?.weights}, PyTorch ${rows.get('torch 1')?.weights ?? 'n/a'}`);
   console.log('| threads | run | samples/s | wall ms/sample | CPU ms/sample | / PyTorch (samples/s) | peak memory | SGEMM GFLOPS |');
@@ -245,6 +263,7 @@ for (const p of plans) {
       console.log(`ours (${b}, ${t} thread(s)), ${w.steps} steps with the plan's capture inside: ${w.samplesPerSecond.toFixed(0)} samples/s, ${w.cpuMsPerSample.toFixed(2)} CPU ms/sample${q ? `; / PyTorch ${(w.samplesPerSecond / q.samplesPerSecond).toFixed(2)}x samples/s, ${(q.cpuMsPerSample / w.cpuMsPerSample).toFixed(2)}x less CPU per sample` : ''}`);
     }
   }
+  if (peers.length) peerTable(p, rows);
   if (baseline) for (const t of threadCounts) for (const b of backends) console.log(`ours / before (${b}, ${t} thread(s)): ${ratio(rows.get(`${b} ${t}`), rows.get(`before ${b} ${t}`))} samples/s, ${cpuRatio(rows.get(`${b} ${t}`), rows.get(`before ${b} ${t}`))} less CPU per sample`);
   for (const t of threadCounts) {
     if (native.available) console.log(`native / wasm at ${t} thread(s): ${ratio(rows.get(`native ${t}`), rows.get(`wasm ${t}`))} samples/s, ${cpuRatio(rows.get(`native ${t}`), rows.get(`wasm ${t}`))} less CPU per sample`);
@@ -255,8 +274,25 @@ for (const p of plans) {
   }
   results.push({ model: p.key, batch: p.batch, steps: p.steps, chunk: p.chunk, rounds: Object.fromEntries(runs), ...Object.fromEntries(rows) });
 }
+/** Every peer's median beside ours: samples/s, CPU a sample, warm-up, and ours over each. */
+function peerTable(p: Plan, rows: Map<string, Row | undefined>): void {
+  for (const peer of peers) {
+    const gap = peerGap(peer, p.key);
+    if (gap) console.log(`${peerLabels[peer]} skipped on ${p.key}: ${gap}`);
+  }
+  console.log(`\n${p.label}, every peer (median of ${rounds} round(s)); ours / peer by samples/s:`);
+  console.log(`| threads | peer | samples/s | CPU ms/sample | compile + warm-up s | peak memory | ${backends.map((b) => `ours ${b} / peer`).join(' | ')} |`);
+  console.log(`|---:|---|---:|---:|---:|---:|${backends.map(() => '---:').join('|')}|`);
+  for (const t of threadCounts) {
+    for (const [label, key] of [['PyTorch 1.13 (Debian)', `torch ${t}`], ...peers.filter((peer) => !peerGap(peer, p.key)).map((peer) => [peerLabels[peer], `${peer} ${t}`])]) {
+      const q = rows.get(key);
+      const warm = q?.compileSeconds;
+      console.log(`| ${t} | ${label} | ${rate(q)} | ${cpuMs(q)} | ${typeof warm === 'number' ? warm.toFixed(1) : ''} | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${backends.map((b) => ratio(rows.get(`${b} ${t}`), q)).join(' | ')} |`);
+    }
+  }
+}
 if (failures.length) console.log(`\nruns that failed (n/a above):\n${failures.map((f) => `- ${f}`).join('\n')}`);
 const loadAfter = os.loadavg();
 console.log(`\nload average at the end: ${loadAfter.map((l) => l.toFixed(2)).join(' ')} (figures from a loaded machine are not representative)`);
 mkdirSync(path.join(here, 'out'), { recursive: true });
-writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, rounds, cores, baseline: baseline ?? null, failures, loadBefore, loadAfter, openblas: blas !== undefined, openBlasKernels, native: native.available ? true : native.reason, results }, null, 2));
+writeFileSync(path.join(here, 'out', 'train-vs-torch.json'), JSON.stringify({ quick, rounds, cores, peers, baseline: baseline ?? null, failures, loadBefore, loadAfter, openblas: blas !== undefined, openBlasKernels, native: native.available ? true : native.reason, results }, null, 2));
