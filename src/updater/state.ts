@@ -10,6 +10,7 @@
  *   restarted app resumes where it stopped.
  */
 import type { SequenceStore } from '../apply/freshness.ts';
+import { concatBytes } from '../core/bytes.ts';
 
 /** The updater's record for one model id. */
 export interface UpdaterRecord {
@@ -80,16 +81,7 @@ export class MemoryDownloadStore implements DownloadStore {
   }
 }
 
-/** The parts, one after the other, in one new array. */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
-  let at = 0;
-  for (const b of parts) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
-}
+export { concatBytes };
 
 /** Load a record, normalized (an absent one is empty). */
 export async function loadRecord(store: UpdaterStateStore, modelId: string): Promise<UpdaterRecord> {

@@ -16,6 +16,7 @@
  *
  * Pure code (no node, no tfjs): the source is a function reading a byte range.
  */
+import { concatBytes } from '../../core/bytes.ts';
 import { PayloadFormatError } from '../../core/errors.ts';
 import { isObject } from '../../core/format-fields.ts';
 import { PAYLOAD_MSGPACK_LIMITS, readMsgpack } from '../../core/msgpack-read.ts';
@@ -224,7 +225,7 @@ async function scan(c: PayloadCursor, chunkDigest: () => StreamDigest): Promise<
     await skipValue(c, 256, budget, 'a key');
     let key: unknown;
     try {
-      key = readMsgpack(concat(kept.slice(keyStart)));
+      key = readMsgpack(concatBytes(kept.slice(keyStart)));
     } catch (e) {
       fail(`malformed msgpack: a map key: ${(e as Error).message}`);
     }
@@ -260,7 +261,7 @@ async function scan(c: PayloadCursor, chunkDigest: () => StreamDigest): Promise<
   const head = keptEntries < 16 ? Uint8Array.of(0x80 | keptEntries) : Uint8Array.of(0xdf, keptEntries >>> 24, (keptEntries >>> 16) & 255, (keptEntries >>> 8) & 255, keptEntries & 255);
   let doc: unknown;
   try {
-    doc = readMsgpack(concat([head, ...kept]));
+    doc = readMsgpack(concatBytes([head, ...kept]));
   } catch (e) {
     fail(`malformed msgpack: ${(e as Error).message}`);
   }
@@ -268,16 +269,6 @@ async function scan(c: PayloadCursor, chunkDigest: () => StreamDigest): Promise<
   const { header, parts } = decodeGgufPayloadFields(doc);
   if (!sawChunks) fail('"ch" must be an array of chunks, found undefined');
   return { header, parts, chunks };
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**
@@ -299,11 +290,11 @@ export async function scanFormatVersion(source: PayloadByteSource, start: number
       const capture = (bytes: Uint8Array) => void captured.push(bytes.slice());
       c.taps.push(capture);
       await skipValue(c, 256, budget, 'a key');
-      const isVersion = readMsgpack(concat(captured)) === 'nd';
+      const isVersion = readMsgpack(concatBytes(captured)) === 'nd';
       captured.length = 0;
       if (!isVersion) c.taps.pop();
       await skipValue(c, isVersion ? 256 : Number.MAX_SAFE_INTEGER, budget, 'a value');
-      if (isVersion) return readMsgpack(concat(captured));
+      if (isVersion) return readMsgpack(concatBytes(captured));
     }
     return undefined;
   } catch {

@@ -228,9 +228,7 @@ function damaged(journal: string, what: string): ModelFormatError {
  */
 export async function undoJournalPending(first: string): Promise<boolean> {
   const journal = first + GGUF_UNDO_SUFFIX;
-  await unlink(`${journal}.tmp`).catch((e) => {
-    if (errCode(e) !== 'ENOENT') throw e;
-  });
+  await removeIfThere(`${journal}.tmp`);
   try {
     await stat(journal);
     return true;

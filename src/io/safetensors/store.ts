@@ -26,6 +26,7 @@ import { encodeUtf8 } from '../../core/utf8.ts';
 import { decodeUtf8Strict } from '../../core/utf8-decode.ts';
 import type { StorageGrid } from '../../core/grid.ts';
 import { LITTLE_ENDIAN_HOST } from '../../core/endian.ts';
+import { concatBytes } from '../../core/bytes.ts';
 
 /** Bytes per element of the dtypes the format defines (sub-byte dtypes are passed through unchecked). */
 const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -291,16 +292,9 @@ export function serializeSafetensors(
   return [head, ...parts];
 }
 
+
 /** Join chunks into one array. */
-export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
+export const concatChunks = concatBytes;
 
 interface Slot {
   entry: SafetensorsEntry;
@@ -476,6 +470,6 @@ export class SafetensorsWeightStore implements WeightStore {
    */
   modelBytes(): Uint8Array {
     const chunks = this.serialize();
-    return chunks.length === 1 ? chunks[0] : concatChunks(chunks);
+    return chunks.length === 1 ? chunks[0] : concatBytes(chunks);
   }
 }

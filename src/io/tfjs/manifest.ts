@@ -545,14 +545,6 @@ export function splitIntoShards(data: Uint8Array, shardBytes = DEFAULT_SHARD_BYT
   return out;
 }
 
-/** Concatenate byte arrays. */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
-  return out;
-}
+export { concatBytes } from '../../core/bytes.ts';
 
 export { replaceTopLevelValue } from '../../core/json-top-level.ts';
