@@ -11,6 +11,12 @@
  * small test model, 2 folders, 3 jobs each (used by a test). `--history N`: N versions a plan
  * instead of 10 (3 quick), so N jobs a folder.
  *
+ * `--plan training`: learned (training) jobs instead, what a team's release trains: the keyword
+ * CNN's version 4 from each of the last 3 versions, sparse and hashed diffs at 1%, 2% and 5%, 18
+ * jobs of 20-60 CPU-seconds (release-train-plan.ts; `--quick`: 3 jobs of a few seconds). Each
+ * job trains on one thread, in the workers and on one machine alike (OPENBLAS_NUM_THREADS and
+ * OMP_NUM_THREADS 1 unless set), and every worker runs one job at a time.
+ *
  * `--kills N`: with 2 workers, a worker is killed (its whole process group, SIGKILL) at a random
  * moment while it runs a job and a new one started, N times, plans run again until N kills happened; every plan
  * must still be published with the one-machine payloads. `--lock-seconds S`: the workers' lock
@@ -35,6 +41,7 @@ import { tempDir, writeStore } from '../test/helpers/dirs.ts';
 import { serveRelease } from '../test/helpers/release-server.ts';
 import { startRedis } from '../test/helpers/redis.ts';
 import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
+import { trainingPlanSet, type PlannedPolicy, type TrainingPlanOptions } from './release-train-plan.ts';
 
 const cli = join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');
 
@@ -73,6 +80,9 @@ interface Options {
   history?: number;
   /** The workers' `--lock-seconds` (default 10): with --kills, how soon a killed worker's job is taken again. */
   lockSeconds?: number;
+  /** `post-hoc` (default): exact and top-k jobs of the MobileNetV2 chain; `training`: learned jobs of the keyword model (release-train-plan.ts). */
+  plan?: 'post-hoc' | 'training';
+  training?: Omit<TrainingPlanOptions, 'log'>;
   log?: (line: string) => void;
 }
 
@@ -82,30 +92,48 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
   const lockSeconds = options.lockSeconds ?? 10;
   const startWorker = (url: string) => startWorkerProcess(url, lockSeconds);
   const quick = options.quick ?? false;
+  if (options.plan === 'training') {
+    // One thread a job, in the workers' job processes and in this one (the one-machine run), unless set outside.
+    for (const name of ['OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS']) process.env[name] ||= '1';
+  }
   const work = await tempDir('nd-bench-release-queue-');
   const redis = await startRedis();
   try {
     const keys = generateKeyPair();
     const key = loadPrivateKey(keys.privateKeyPem);
     const expiresAt = Math.floor(Date.now() / 1000) + 3600;
-    const model: WeightStore = quick ? baseAndTarget(1).base : MemoryWeightStore.copyOf(await openTfjsModelDir(await pretrainedModelDir('layers')));
-    const policies: EdgePolicy[] = quick ? [{ method: 'exact' }, { method: 'topk', budget: '5%' }] : [{ method: 'exact' }, { method: 'topk', budget: '1%' }, { method: 'topk', budget: '2%' }, { method: 'topk', budget: '5%' }];
-    const history = options.history ?? (quick ? 3 : 10);
-    // The versions, written once; each folder adds them with one exact payload each, then plans the last.
-    const versions: string[] = [];
-    let m = model;
-    for (let v = 1; v <= history + 1; v++) {
-      if (v > 1) m = perturbed(m, quick ? 0.05 : 0.01, 200 + v);
-      versions.push(join(work, 'models', `v${v}`));
-      await writeStore(versions[v - 1], m as MemoryWeightStore);
+    let modelName: string;
+    let versions: string[];
+    let plans: PlannedPolicy[];
+    let history: number;
+    if (options.plan === 'training') {
+      const set = await trainingPlanSet(join(work, 'training'), { quick, ...options.training, log });
+      ({ versions, plans } = set);
+      history = versions.length - 1;
+      modelName = `${set.model}; learned jobs trained on ${set.trainRows} utterances, measured on ${set.evalRows}, ${plans[0].learned?.epochs} epochs, 1 thread a job`;
+    } else {
+      const model: WeightStore = quick ? baseAndTarget(1).base : MemoryWeightStore.copyOf(await openTfjsModelDir(await pretrainedModelDir('layers')));
+      const policies: EdgePolicy[] = quick ? [{ method: 'exact' }, { method: 'topk', budget: '5%' }] : [{ method: 'exact' }, { method: 'topk', budget: '1%' }, { method: 'topk', budget: '2%' }, { method: 'topk', budget: '5%' }];
+      plans = policies.map((policy) => ({ policy }));
+      history = options.history ?? (quick ? 3 : 10);
+      // The versions, written once; each folder adds them with one exact payload each, then plans the last.
+      versions = [];
+      let m = model;
+      for (let v = 1; v <= history + 1; v++) {
+        if (v > 1) m = perturbed(m, quick ? 0.05 : 0.01, 200 + v);
+        versions.push(join(work, 'models', `v${v}`));
+        await writeStore(versions[v - 1], m as MemoryWeightStore);
+      }
+      modelName = quick ? 'test model (test/helpers/models.ts)' : 'MobileNetV2 (nsfwjs), float32';
     }
+    const label = (p: PlannedPolicy) => `${p.learned ? `train ${p.learned.method}` : p.policy.method}${p.policy.budget ? ` ${p.policy.budget}` : ''}`;
     const planned: string[] = [];
-    for (const [i, policy] of policies.entries()) {
+    for (const [i, plan] of plans.entries()) {
       const dir = join(work, 'planned', `r${i}`);
-      for (let v = 1; v <= history; v++) await addVersion(dir, versions[v - 1], { modelId: `bench-${policy.method}${policy.budget ?? ''}`, history: 1, key, expiresAt });
-      await addVersion(dir, versions[history], { history, policy, planOnly: true });
+      for (let v = 1; v <= history; v++) await addVersion(dir, versions[v - 1], { modelId: `bench-${label(plan).replace(/[^a-z0-9]+/g, '-')}`, history: 1, key, expiresAt });
+      await addVersion(dir, versions[history], { history, policy: plan.policy, ...(plan.learned ? { learned: plan.learned } : {}), planOnly: true });
       planned.push(dir);
-      log(`plan ${i + 1}/${policies.length} (${policy.method}${policy.budget ? ` ${policy.budget}` : ''}) ready`);
+      log(`plan ${i + 1}/${plans.length} (${label(plan)}) ready`);
     }
     const jobs = (await Promise.all(planned.map(readRecord))).reduce((n, r) => n + (r?.pending?.jobs.length ?? 0), 0);
     const fresh = async (name: string) => {
@@ -130,8 +158,7 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
       const planCheck = ownCpuSeconds() - c1;
       checkCpu += planCheck;
       // Each plan's check beside its jobs: publish checks every result (a top-k one in one pass, src/release/topk-check.ts).
-      const p = policies[i];
-      log(`  plan ${p.method}${p.budget ? ` ${p.budget}` : ''}: the jobs ${(c1 - cJobs).toFixed(2)} CPU-s, publish checking and signing them ${planCheck.toFixed(2)} (${(planCheck / (c1 - cJobs)).toFixed(2)}x)`);
+      log(`  plan ${label(plans[i])}: the jobs ${(c1 - cJobs).toFixed(2)} CPU-s, publish checking and signing them ${planCheck.toFixed(2)} (${(planCheck / (c1 - cJobs)).toFixed(2)}x)`);
     }
     const localCpu = ownCpuSeconds() - c0;
     rows.push({ workers: 'single machine', jobs, seconds: (performance.now() - t0) / 1000, identical: true, cpuPerJob: localCpu / jobs, workerCpuPerJob: 0 });
@@ -200,7 +227,7 @@ export async function runReleaseQueueBench(options: Options): Promise<QueueBench
         rows.push({ workers: 2, jobs: jobs * runs, seconds: (performance.now() - t0) / 1000, identical, kills, cpuPerJob: used.total / Math.max(1, jobs * runs), workerCpuPerJob: used.workers / Math.max(1, jobs * runs) });
       }
     }
-    return { model: quick ? 'test model (test/helpers/models.ts)' : 'MobileNetV2 (nsfwjs), float32', plans: planned.length, jobs, rows };
+    return { model: modelName, plans: planned.length, jobs, rows };
   } finally {
     await redis.close();
     await rm(work, { recursive: true, force: true });

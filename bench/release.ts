@@ -15,6 +15,8 @@
  *   npm run bench:release -- --quick      # the small test model, 5 versions (used by a test)
  *   npm run bench:release -- --json FILE  # also write the rows as JSON
  *   npm run bench:release -- --workers 1,2 [--kills 20] [--quick] [--history N] [--lock-seconds S]
+ *   npm run bench:release -- --workers 1,2 --plan training [--epochs N] [--methods sparse,hash]
+ *                            [--budgets 1%,2%,5%] [--seeds N] [--data DIR]
  *                                         # plans on the job engine (bench/release-queue.ts)
  */
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -32,6 +34,7 @@ import { perturbed } from '../test/helpers/perturb.ts';
 import { tempDir, writeStore } from '../test/helpers/dirs.ts';
 import { serveRelease } from '../test/helpers/release-server.ts';
 import { pretrainedModelDir } from '../examples/pretrained/nsfwjs.ts';
+import type { LearnedMethod } from '../src/release/learned.ts';
 
 /** One starting point. */
 export interface ReleaseBenchRow {
@@ -139,7 +142,21 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     const history = args.includes('--history') ? Number(args[args.indexOf('--history') + 1]) : undefined;
     if (history !== undefined && !(Number.isSafeInteger(history) && history >= 1)) throw new Error('--history expects a count of versions, e.g. 4');
     const lockSeconds = args.includes('--lock-seconds') ? Number(args[args.indexOf('--lock-seconds') + 1]) : undefined;
-    const r = await runReleaseQueueBench({ workers, ...(kills ? { kills } : {}), ...(history ? { history } : {}), ...(lockSeconds ? { lockSeconds } : {}), quick: args.includes('--quick'), log: (l) => process.stderr.write(l + '\n') });
+    const value = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
+    const plan = value('--plan') ?? 'post-hoc';
+    if (plan !== 'post-hoc' && plan !== 'training') throw new Error(`--plan expects post-hoc or training, found ${plan}`);
+    const epochs = value('--epochs') !== undefined ? Number(value('--epochs')) : undefined;
+    if (epochs !== undefined && !(Number.isSafeInteger(epochs) && epochs >= 1)) throw new Error('--epochs expects a whole number of epochs a learned job trains, e.g. 40');
+    const seeds = value('--seeds') !== undefined ? Number(value('--seeds')) : undefined;
+    if (seeds !== undefined && !(Number.isSafeInteger(seeds) && seeds >= 1)) throw new Error('--seeds expects how many quick keyword data sets to pool, e.g. 6');
+    const training = {
+      ...(epochs ? { epochs } : {}),
+      ...(seeds ? { seeds } : {}),
+      ...(value('--methods') ? { methods: value('--methods')!.split(',') as LearnedMethod[] } : {}),
+      ...(value('--budgets') ? { budgets: value('--budgets')!.split(',') } : {}),
+      ...(value('--data') ? { dataDir: value('--data')! } : {}),
+    };
+    const r = await runReleaseQueueBench({ workers, plan, training, ...(kills ? { kills } : {}), ...(history ? { history } : {}), ...(lockSeconds ? { lockSeconds } : {}), quick: args.includes('--quick'), log: (l) => process.stderr.write(l + '\n') });
     console.log(releaseQueueTable(r));
     if (json) await writeFile(json, JSON.stringify(r, null, 2) + '\n');
     process.exit(r.rows.every((x) => x.identical) ? 0 : 1);
