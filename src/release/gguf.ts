@@ -18,7 +18,7 @@ import { getHasher } from '../core/hasher.ts';
 import { CREATED_BY } from '../diff/build.ts';
 import { diffGgufModels } from '../io/gguf/diff.ts';
 import { openGgufModel } from '../io/gguf/files.ts';
-import { applyToGgufFile, ggufModelFiles, ggufStoredDigest } from '../io/gguf/in-place.ts';
+import { applyToGgufFile, ggufModelFiles, ggufPartsDigest } from '../io/gguf/in-place.ts';
 import type { PackageFile } from '../updater/manifest.ts';
 import { blobProblem, writeBlobFromFile } from './blobs.ts';
 import { recordVersion, type ReleaseJob, type ReleaseRecord } from './record.ts';
@@ -33,24 +33,30 @@ export async function storeGgufPackage(releaseDir: string, modelPath: string, ch
   const parts = ggufModelFiles(modelPath);
   // The header of every part is read and checked first (a file that is not GGUF is refused before a blob is written).
   openGgufModel(modelPath).close();
-  const fingerprint = await ggufStoredDigest(modelPath);
-  if (fingerprint === undefined) throw new UsageError(`${modelPath}: a part of the model went missing while it was read: add it when the model is complete`);
   const files: PackageFile[] = [];
   for (const part of parts) {
     const name = path.basename(part);
     checkName(name);
     files.push({ path: name, ...(await writeBlobFromFile(releaseDir, part)) });
   }
-  if ((await ggufStoredDigest(modelPath)) !== fingerprint) throw new UsageError(`${modelPath} changed while it was stored: add it again when nothing writes it`);
+  // The version is named by the bytes stored, read back from the blobs (a file rewritten while it was copied cannot name other bytes).
+  const stored = await layOut(releaseDir, files, 'link', false);
+  try {
+    openGgufModel(stored.file).close();
+  } finally {
+    await stored.dispose();
+  }
+  const fingerprint = await ggufPartsDigest(files.map((f) => path.resolve(releaseDir, f.file)));
+  if (fingerprint === undefined) throw new UsageError(`${modelPath}: a part of the model went missing while it was stored: add it when the model is complete`);
   return { files, fingerprint };
 }
 
-/** A version's files, each checked against its recorded length and SHA-256, laid out under a new temporary folder: linked (read only) or copied (to be written). */
-async function layOut(releaseDir: string, files: readonly PackageFile[], how: 'link' | 'copy'): Promise<{ file: string; dispose(): Promise<void> }> {
+/** A version's files laid out under a new temporary folder, linked (read only) or copied (to be written), each first checked against its recorded length and SHA-256 unless `check` is false (blobs just written). */
+async function layOut(releaseDir: string, files: readonly PackageFile[], how: 'link' | 'copy', check = true): Promise<{ file: string; dispose(): Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'ndiff-release-gguf-'));
   try {
     for (const f of files) {
-      const problem = await blobProblem(releaseDir, f);
+      const problem = check ? await blobProblem(releaseDir, f) : null;
       if (problem) throw new ModelFormatError(`release folder ${releaseDir}: ${f.file} (${f.path}) is ${problem}: the folder was damaged or edited; restore it from a copy`, { file: f.file });
       const from = path.resolve(releaseDir, f.file);
       if (how === 'link') await symlink(from, path.join(dir, f.path));
@@ -108,7 +114,7 @@ export async function applyGgufJobPayload(releaseDir: string, record: ReleaseRec
   try {
     const hasher = await getHasher();
     const r = await applyToGgufFile(copy.file, bytes, { expectedModelId: record.modelId, state: null, hasher });
-    const reached = await ggufStoredDigest(copy.file, hasher);
+    const reached = await ggufPartsDigest(r.files, hasher);
     if (reached !== r.targetFingerprint || reached !== r.header.targetFingerprint) throw new ModelFormatError(`the payload applied to version ${job.fromVersion} reached ${reached}, not the ${r.header.targetFingerprint} its header names`);
     return reached;
   } finally {
