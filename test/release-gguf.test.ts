@@ -3,7 +3,9 @@
  * named by the stored-bytes digest GGUF payloads use, and the exact block payload from each of the
  * last versions to the new one, checked by publish by applying it in place to a copy of its base;
  * then `ndiff update` of a device holding an older version reaches the newest byte for byte,
- * downloading only payloads. Refused, the folder unchanged: a lossy method, another kind of model.
+ * downloading only payloads. Planned as jobs, each job makes its payload and publish refuses one
+ * swapped for a payload that reaches another file. Refused, the folder unchanged: a lossy method,
+ * another kind of model.
  * Versions laid out differently get no payload, and the add says devices have no update path.
  */
 import { test, describe, before, after } from 'node:test';
@@ -95,6 +97,45 @@ describe('ndiff release add of .gguf models', () => {
     r = await ndiff('update', '--model', join(work, 'split-device', names[2]), '--from', `${server.url}split/`, '--public-key', pub, '--model-id', 'tiny-llm');
     assert.equal(r.code, 0, r.err);
     for (const [i, x] of names.entries()) assert.ok(same(new Uint8Array(await readFile(join(work, 'split-device', x))), s2[i]), `${x} is v2's`);
+  });
+
+  test('planned as jobs (a CI matrix without the key): each job makes its payload, and publish refuses a payload swapped for one that reaches another file', async () => {
+    const v1 = ggufFixture('tiny-llama-q8_0.gguf');
+    const v2 = perturbGguf(v1, { blockShare: 0.1, seed: 21 });
+    const other = perturbGguf(v1, { blockShare: 0.1, seed: 22 });
+    const site = join(work, 'site', 'plan');
+    let r = await ndiff('release', 'add', '--release', site, '--model', await file('p1', 'model.gguf', v1), '--model-id', 'p', '--key', priv);
+    assert.equal(r.code, 0, r.err);
+    r = await ndiff('release', 'add', '--release', site, '--model', await file('p2', 'model.gguf', v2), '--plan', '-q');
+    assert.equal(r.code, 0, r.err);
+    const jobs = r.out.split('\n').map((l) => JSON.parse(l) as { id: string });
+    assert.deepEqual(jobs.map((j) => j.id), ['v2-from-v1']);
+    r = await ndiff('release', 'job', '--release', site, '--id', 'v2-from-v1');
+    assert.equal(r.code, 0, r.err);
+    // The job's payload replaced by one from v1 to another file, its result file claiming that payload's bytes.
+    const { diffGgufModels } = await import('../src/io/gguf/diff.ts');
+    const { bytesSource } = await import('../src/io/gguf/header.ts');
+    const { ggufModelOf } = await import('../src/io/gguf/model.ts');
+    const { getHasher } = await import('../src/core/hasher.ts');
+    const { sha256Of } = await import('../src/release/blobs.ts');
+    const forged = diffGgufModels(await getHasher(), ggufModelOf(bytesSource(v1)), ggufModelOf(bytesSource(other)), { modelId: 'p', sequence: 2, createdBy: 'test' }).payload;
+    const resultFile = join(site, 'jobs', 'v2-from-v1.json');
+    const honest = await readFile(resultFile, 'utf8');
+    const payloadFile = join(site, 'jobs', 'v2-from-v1.ndiff');
+    const honestPayload = await readFile(payloadFile);
+    const result = JSON.parse(honest) as { payload: { length: number; sha256: string; target: string; exact: boolean } };
+    Object.assign(result.payload, { length: forged.length, sha256: sha256Of(forged), target: await ggufBytesDigest(other), exact: false });
+    await writeFile(payloadFile, forged);
+    await writeFile(resultFile, JSON.stringify(result));
+    r = await ndiff('release', 'publish', '--release', site, '--key', priv);
+    assert.notEqual(r.code, 0, 'a payload that reaches another file is not signed');
+    assert.match(r.err, /reaches .*not version 2/);
+    await writeFile(payloadFile, honestPayload);
+    await writeFile(resultFile, honest);
+    r = await ndiff('release', 'publish', '--release', site, '--key', priv);
+    assert.equal(r.code, 0, r.err);
+    const m = await manifestOf(site);
+    assert.deepEqual(m.payloads.map((p) => [p.fromVersion, p.toVersion, p.exact, p.target]), [[1, 2, true, await ggufBytesDigest(v2)]]);
   });
 
   test('refused, the folder untouched: a lossy method, and a model of another kind', async () => {
