@@ -150,6 +150,12 @@ describe('ndiff release add of .gguf models', () => {
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, /exact block payloads only/);
     assert.match(r.err, /ndiff diff --base OLD\.gguf --target NEW\.gguf --budget/);
+    r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', 'auto', '--min-agreement', '0.9', '--eval', join(work, 'r2'), '--key', priv);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /exact block payloads only .*found method topk/);
+    r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'sparse', '--budget', '5%', '--train', join(work, 'r2'), '--eval', join(work, 'r2'), '--plan');
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /found method sparse/);
     r = await ndiff('release', 'add', '--release', site, '--model', await file('r3', 'model.safetensors', new Uint8Array(16)), '--key', priv);
     assert.notEqual(r.code, 0);
     assert.match(r.err, /holds \.gguf models, and .* is a \.safetensors file/);

@@ -10,6 +10,7 @@ import { parseBudget } from '../diff/budget.ts';
 import { errCode, makeDirs, readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
 import { BLOBS } from './blobs.ts';
 import { lockRelease, releaseSubdir } from './folder.ts';
+import { ggufExactOnly } from './gguf.ts';
 import { modelKindOf, storePackage } from './package.ts';
 import { jobFiles, planJobs, runJob, type RunJobResult } from './jobs.ts';
 import { dropPlanInputs, publishRelease, type PublishResult } from './publish.ts';
@@ -148,9 +149,7 @@ export async function addVersion(releaseDir: string, modelPath: string, options:
 /** The add's policy; a learned one with its inputs stored as blobs (removed again by a failed add). */
 async function policyOf(releaseDir: string, options: AddVersionOptions, kind: ReleaseRecord['modelKind']): Promise<EdgePolicy> {
   const policy = options.policy ?? { method: 'exact' };
-  if (kind === 'gguf' && policy.method !== 'exact') {
-    throw new UsageError(`a release of a GGUF model carries exact block payloads only (the device patches the changed blocks in place and reaches the new file byte for byte); found method ${policy.method}: leave --method out (exact is the default). For a smaller, lossy on-grid payload, make it with \`ndiff diff --base OLD.gguf --target NEW.gguf --budget 10%\` and measure it with --eval (docs/guides/llm.md)`, { expected: 'exact', found: policy.method });
-  }
+  if (kind === 'gguf' && policy.method !== 'exact') throw ggufExactOnly(policy.method === 'learned' ? options.learned?.method ?? policy.method : policy.method);
   if (policy.method !== 'learned') return policy;
   if (!options.planOnly) throw new UsageError('learned payloads are trained by jobs: add with plan (--plan), then run the plan on a job queue (ndiff release run) or each job (ndiff release job)');
   const l = options.learned;

@@ -28,6 +28,11 @@ export function isGgufModelPath(modelPath: string): boolean {
   return /\.gguf$/i.test(modelPath);
 }
 
+/** The refusal of a method other than exact for a GGUF release (`found`: the method asked for). */
+export function ggufExactOnly(found: string): UsageError {
+  return new UsageError(`a release of a GGUF model carries exact block payloads only (the device patches the changed blocks in place and reaches the new file byte for byte); found method ${found}: leave --method out (exact is the default). For a smaller, lossy on-grid payload, make it with \`ndiff diff --base OLD.gguf --target NEW.gguf --budget 10%\` and measure it with --eval (docs/guides/llm.md)`, { expected: 'exact', found });
+}
+
 /** Store the GGUF model at `modelPath` (every part of a split model) as blobs; its files and stored-bytes digest. */
 export async function storeGgufPackage(releaseDir: string, modelPath: string, checkName: (name: string) => void): Promise<{ files: PackageFile[]; fingerprint: string }> {
   const parts = ggufModelFiles(modelPath);
