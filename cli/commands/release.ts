@@ -208,7 +208,7 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
     .usage('ndiff release <add|job|publish|run|status|show|cancel> --release DIR ...\n\nKeep a release folder for one model: full versions, payloads from the last K, a signed manifest; any static host serves it.')
     .command('add', 'add a version (a model folder or file): store, make its payloads, sign', (c) => c
       .option('release', releaseOption)
-      .option('model', { type: 'string', demandOption: true, describe: 'new version: TF.js folder, .onnx, .tflite or .safetensors file' })
+      .option('model', { type: 'string', demandOption: true, describe: 'new version: TF.js folder, .onnx, .tflite, .safetensors or .gguf file (a split GGUF by any part)' })
       .option('model-id', { type: 'string', describe: 'model id (first version; kept in release.json)' })
       .option('key', { type: 'string', describe: 'Ed25519 private key (not with --plan)' })
       .option('history', { type: 'number', describe: 'payloads from the last K versions (default 3)' })

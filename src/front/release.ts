@@ -15,6 +15,7 @@ import { checkChoices, OUTPUT_KINDS } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import { addVersion, type DriftCheck, type LossyJobPayload } from '../release/add.ts';
 import { sha256Of } from '../release/blobs.ts';
+import { ggufExactOnly, isGgufModelPath } from '../release/gguf.ts';
 import { exportJob } from '../release/jobs.ts';
 import { LEARNED_METHODS, type LearnedMethod } from '../release/learned.ts';
 import { materializeVersion } from '../release/package.ts';
@@ -195,9 +196,10 @@ function checkLearnedAdd(o: ReleaseAddOptions, budgetGiven: boolean): void {
  * the version and its jobs only. A refused add leaves the folder as it was.
  */
 async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
+  const method = o.method ?? 'exact';
+  if (isGgufModelPath(o.model) && method !== 'exact') throw ggufExactOnly(method);
   const auto = checkAdd(o);
   const progress = o.onProgress ?? NO_PROGRESS;
-  const method = o.method ?? 'exact';
   const grid = auto ? await gridOfModel(o.model, auto.grid) : undefined;
   const budget = grid ? grid[0] : budgetOf(o.budget);
   const threshold = auto ? auto.target.value : o.keyframeBelow ?? DEFAULT_KEYFRAME_BELOW;

@@ -10,6 +10,7 @@ import { parseBudget } from '../diff/budget.ts';
 import { errCode, makeDirs, readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
 import { BLOBS } from './blobs.ts';
 import { lockRelease, releaseSubdir } from './folder.ts';
+import { ggufExactOnly } from './gguf.ts';
 import { modelKindOf, storePackage } from './package.ts';
 import { jobFiles, planJobs, runJob, type RunJobResult } from './jobs.ts';
 import { dropPlanInputs, publishRelease, type PublishResult } from './publish.ts';
@@ -148,6 +149,7 @@ export async function addVersion(releaseDir: string, modelPath: string, options:
 /** The add's policy; a learned one with its inputs stored as blobs (removed again by a failed add). */
 async function policyOf(releaseDir: string, options: AddVersionOptions, kind: ReleaseRecord['modelKind']): Promise<EdgePolicy> {
   const policy = options.policy ?? { method: 'exact' };
+  if (kind === 'gguf' && policy.method !== 'exact') throw ggufExactOnly(policy.method === 'learned' ? options.learned?.method ?? policy.method : policy.method);
   if (policy.method !== 'learned') return policy;
   if (!options.planOnly) throw new UsageError('learned payloads are trained by jobs: add with plan (--plan), then run the plan on a job queue (ndiff release run) or each job (ndiff release job)');
   const l = options.learned;
@@ -201,7 +203,7 @@ async function addLocked(releaseDir: string, modelPath: string, options: AddVers
   if (options.modelId !== undefined && options.modelId !== record.modelId) {
     throw new UsageError(`${releaseDir} is the release of model ${JSON.stringify(record.modelId)}, not ${JSON.stringify(options.modelId)}: one release folder per model id; drop modelId (--model-id): the record keeps it; or use another folder`, { expected: record.modelId, found: options.modelId });
   }
-  const kinds = { onnx: ['.onnx files', 'an .onnx file'], tflite: ['.tflite files', 'a .tflite file'], safetensors: ['.safetensors files', 'a .safetensors file'], tfjs: ['TF.js folders', 'a TF.js folder'] } as const;
+  const kinds = { onnx: ['.onnx files', 'an .onnx file'], tflite: ['.tflite files', 'a .tflite file'], safetensors: ['.safetensors files', 'a .safetensors file'], gguf: ['.gguf models', 'a .gguf model'], tfjs: ['TF.js folders', 'a TF.js folder'] } as const;
   if (record.modelKind !== kind) throw new UsageError(`${releaseDir} holds ${kinds[record.modelKind][0]}, and ${modelPath} is ${kinds[kind][1]}: add versions of the same kind`);
   if (record.pending) {
     throw new UsageError(`version ${record.pending.version} of ${JSON.stringify(record.modelId)} was planned but not published: run its jobs (ndiff release job) and publish it (ndiff release publish), or drop it (ndiff release cancel --release ${releaseDir}), before adding another`, { pending: record.pending.version });

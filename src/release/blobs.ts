@@ -3,11 +3,11 @@
  * fsync, rename), never changed, so any static host or CDN may cache them forever. Only
  * `manifest.json` changes from one publication to the next.
  */
-import { createHash } from 'node:crypto';
-import { lstat, open, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { lstat, open, rename, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ModelFormatError } from '../core/errors.ts';
-import { readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
+import { readRegularFile, syncDir, writeFileAtomically } from '../io/durable/durable.ts';
 import { releaseSubdir } from './folder.ts';
 import type { ReleaseFile } from '../updater/manifest.ts';
 
@@ -31,6 +31,49 @@ export async function writeBlob(releaseDir: string, bytes: Uint8Array): Promise<
   const intact = existing?.isFile() && existing.size === bytes.length && (await blobProblem(releaseDir, { file, length: bytes.length, sha256 })) === null;
   if (!intact) await writeFileAtomically(at, bytes);
   return { file, length: bytes.length, sha256 };
+}
+
+/**
+ * Store the file at `file` as a blob, a slice at a time (a model file of gigabytes is never held
+ * in memory): hashed as it is copied into a temporary file of the blobs folder, synced, then
+ * renamed to its SHA-256 (an intact blob of that name is kept). A regular file only.
+ */
+export async function writeBlobFromFile(releaseDir: string, file: string): Promise<ReleaseFile> {
+  const dir = await releaseSubdir(releaseDir, BLOBS);
+  const src = await open(file, 'r');
+  const tmp = path.join(dir, `.incoming.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  try {
+    const st = await src.stat();
+    if (!st.isFile()) throw new ModelFormatError(`${file} is not a regular file: a release stores the model's own files only`, { file });
+    const out = await open(tmp, 'wx');
+    const hash = createHash('sha256');
+    let length = 0;
+    try {
+      const chunk = new Uint8Array(4 << 20);
+      for (;;) {
+        const { bytesRead } = await src.read(chunk, 0, chunk.length, length);
+        if (bytesRead === 0) break;
+        const part = chunk.subarray(0, bytesRead);
+        hash.update(part);
+        await out.write(part, 0, bytesRead, length);
+        length += bytesRead;
+      }
+      await out.sync();
+    } finally {
+      await out.close();
+    }
+    if (length !== st.size) throw new ModelFormatError(`${file} changed size while it was stored (${st.size} bytes, then ${length}): add it again when nothing writes it`, { file });
+    const sha256 = hash.digest('hex');
+    const blob = { file: `${BLOBS}/${sha256}`, length, sha256 };
+    const existing = await lstat(path.join(dir, sha256)).catch(() => undefined);
+    if (existing?.isFile() && existing.size === length && (await blobProblem(releaseDir, blob)) === null) return blob;
+    await rename(tmp, path.join(dir, sha256));
+    await syncDir(dir);
+    return blob;
+  } finally {
+    await src.close();
+    await rm(tmp, { force: true });
+  }
 }
 
 /**

@@ -26,6 +26,7 @@ import { sha256Of } from './blobs.ts';
 import { openState, writeState } from './package.ts';
 import { applyToState, payloadHeaderOf, structuralEdge } from './structural.ts';
 import { isStructuralPayload } from '../apply/rebuild.ts';
+import { applyGgufJobPayload, buildGgufJobPayload } from './gguf.ts';
 import { learnedIdSuffix, type LearnedCloseness } from './learned.ts';
 import { JOB_ID, JOBS_DIR, lossyChain, recordVersion, type EdgePolicy, type JobResult, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
@@ -105,6 +106,7 @@ export interface RunJobResult extends JobResult {
  * without trusting it (other top-k payloads are checked in one pass: src/release/topk-check.ts).
  */
 async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, policy: EdgePolicy, onProgress: (line: string) => void): Promise<{ bytes: Uint8Array; method: string; carried?: number; skip?: string }> {
+  if (record.modelKind === 'gguf') return buildGgufJobPayload(releaseDir, record, job);
   const to = recordVersion(record, job.toVersion);
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   const target = await openState(releaseDir, record, to.version, to.fingerprint).catch(async (e) => {
@@ -202,6 +204,7 @@ async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType
  * @returns the paths to pass as the base and the teacher.
  */
 export async function exportJob(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, outDir: string): Promise<{ base: string; target: string }> {
+  if (record.modelKind === 'gguf') throw new UsageError(`job ${job.id} is a GGUF job: its payload is the exact block payload, made by the job itself (ndiff release job --id ${job.id}); nothing is learned for a GGUF release`);
   if (job.via && job.policy.method === 'exact') throw new UsageError(`job ${job.id} starts from a state a lossy payload reached and ends its chain: its payload is exact (so that the chain ends at version ${job.toVersion} exactly), so there is nothing to learn; run it as it is (ndiff release job --id ${job.id})`);
   const out = { base: '', target: '' };
   for (const [side, version, fingerprint, via] of [['base', job.fromVersion, job.base, job.via], ['target', job.toVersion, recordVersion(record, job.toVersion).fingerprint, undefined]] as const) {
@@ -233,6 +236,11 @@ export async function adoptJobPayload(releaseDir: string, record: ReleaseRecord,
   if (header.modelId !== record.modelId) throw new UsageError(`the payload given for job ${job.id} is for model ${JSON.stringify(header.modelId)}, this release is ${JSON.stringify(record.modelId)}: ${fix}`);
   if (header.baseFingerprint !== job.base) throw new UsageError(`the payload given for job ${job.id} patches base ${header.baseFingerprint}, the job's base is ${job.base} (version ${job.fromVersion}): ${fix}`);
   if (header.sequence !== to.version) throw new UsageError(`the payload given for job ${job.id} has sequence ${header.sequence}, version ${to.version} needs sequence ${to.version}: ${fix}`);
+  if (record.modelKind === 'gguf') {
+    // Throws when the payload does not reach the target its header names.
+    await applyGgufJobPayload(releaseDir, record, job, bytes);
+    return keepJobResult(releaseDir, job, to, bytes, 'exact', onProgress);
+  }
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   try {
     // Throws when the payload does not reach the target its header names.
@@ -268,6 +276,12 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
   if (header.sequence !== to.version) throw refuse(`its payload has sequence ${header.sequence}, version ${to.version} needs sequence ${to.version}`, { expected: to.version, found: header.sequence });
   // Throws unless the payload reaches the target its header names.
   const applies = async () => {
+    if (record.modelKind === 'gguf') {
+      await applyGgufJobPayload(releaseDir, record, job, bytes).catch((e: unknown) => {
+        throw refuse(`its payload does not apply to the job's base as it claims (${(e as Error).message})`);
+      });
+      return;
+    }
     const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
     try {
       await applyToState(record.modelKind, base, bytes, await getHasher());
@@ -284,6 +298,7 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
   // A payload to rebuild is checked by its bytes alone: the same bytes as publish's own build
   // apply as that build does, so applying them as well only repeated work.
   if (!rebuildable) await applies();
+  if (record.modelKind === 'gguf' && !exact) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}): a GGUF release carries exact payloads only`, { found: header.targetFingerprint, expected: to.fingerprint });
   let method = header.method as string;
   if (!exact) {
     if (accepted.some((a) => sha256.startsWith(a))) {

@@ -23,17 +23,19 @@ import { openTfjsModelDir, referencedFiles } from '../io/tfjs/index.ts';
 import { readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
 import type { PackageFile } from '../updater/manifest.ts';
 import { copyBlob, readBlob, writeBlob } from './blobs.ts';
+import { isGgufModelPath, storeGgufPackage } from './gguf.ts';
 import { lossyChain, type ReleaseRecord } from './record.ts';
 
-/** The kind of model at `modelPath`: a `.onnx`, `.tflite` or `.safetensors` file, else a TF.js folder. */
-export function modelKindOf(modelPath: string): 'tfjs' | 'onnx' | 'tflite' | 'safetensors' {
-  return /\.onnx$/i.test(modelPath) ? 'onnx' : /\.tflite$/i.test(modelPath) ? 'tflite' : /\.safetensors$/i.test(modelPath) ? 'safetensors' : 'tfjs';
+/** The kind of model at `modelPath`: a `.onnx`, `.tflite`, `.safetensors` or `.gguf` file, else a TF.js folder. */
+export function modelKindOf(modelPath: string): ReleaseRecord['modelKind'] {
+  return /\.onnx$/i.test(modelPath) ? 'onnx' : /\.tflite$/i.test(modelPath) ? 'tflite' : /\.safetensors$/i.test(modelPath) ? 'safetensors' : isGgufModelPath(modelPath) ? 'gguf' : 'tfjs';
 }
 
 const PACKAGE_PATH = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,199}$/;
 
 /** Open a model file or folder as a weight store, with the bytes of its weights as stored (what `1%` budgets are a share of). */
 export async function openModelAt(modelPath: string): Promise<{ store: WeightStore; weightBytes: number; close(): Promise<void> }> {
+  if (modelKindOf(modelPath) === 'gguf') throw new UsageError(`${modelPath}: a GGUF version is diffed block by block (src/release/gguf.ts), not opened as weights: this step takes TF.js folders, .onnx, .tflite and .safetensors files`);
   if (modelKindOf(modelPath) === 'onnx') {
     const disk = await openOnnxFile(modelPath);
     const store = disk.contents;
@@ -90,19 +92,25 @@ async function checkInsideModel(modelPath: string, sources: { name: string; from
   }
 }
 
+/** Refuse a file name a release cannot ship. */
+function checkPackageName(modelPath: string, name: string): void {
+  if (!PACKAGE_PATH.test(name)) {
+    throw new UsageError(`${modelPath}: the file name ${JSON.stringify(name)} cannot be shipped (a release keeps model files in one folder, named with letters, digits and _.@+-, not starting with a dot): rename it in the model`, { file: name });
+  }
+}
+
 /** Store the model's files as blobs and return them with its fingerprint. */
 export async function storePackage(releaseDir: string, modelPath: string): Promise<{ files: PackageFile[]; fingerprint: string }> {
   const info = await stat(modelPath).catch(() => undefined);
-  if (!info) throw new UsageError(`model (--model) ${modelPath} does not exist: expected a TF.js model folder (model.json + shards), an .onnx, .tflite or .safetensors file`);
+  if (!info) throw new UsageError(`model (--model) ${modelPath} does not exist: expected a TF.js model folder (model.json + shards), an .onnx, .tflite, .safetensors or .gguf file`);
+  if (modelKindOf(modelPath) === 'gguf') return storeGgufPackage(releaseDir, modelPath, (name) => checkPackageName(modelPath, name));
   const sources = await modelFiles(modelPath);
   await checkInsideModel(modelPath, sources);
   const model = await openModelAt(modelPath);
   const fingerprint = await Promise.resolve().then(async () => fingerprintStore(await getHasher(), model.store).fingerprint).finally(model.close);
   const files: PackageFile[] = [];
   for (const f of sources) {
-    if (!PACKAGE_PATH.test(f.name)) {
-      throw new UsageError(`${modelPath}: the file name ${JSON.stringify(f.name)} cannot be shipped (a release keeps model files in one folder, named with letters, digits and _.@+-, not starting with a dot): rename it in the model`, { file: f.name });
-    }
+    checkPackageName(modelPath, f.name);
     const bytes = await readRegularFile(f.from);
     if (!bytes) throw new UsageError(`${f.from} went away while the version was stored: add it again when the model is complete`);
     files.push({ path: f.name, ...(await writeBlob(releaseDir, bytes)) });

@@ -84,7 +84,7 @@ export interface ReleaseRecord {
   format: 'neural-diff-release-record';
   version: 1;
   modelId: string;
-  modelKind: 'tfjs' | 'onnx' | 'tflite' | 'safetensors';
+  modelKind: 'tfjs' | 'onnx' | 'tflite' | 'safetensors' | 'gguf';
   /** Payloads are made from each of the last `history` versions. */
   history: number;
   /** The release number of the last manifest written (0 before the first). */
@@ -132,7 +132,7 @@ export function validateRecord(doc: ReleaseRecord, file: string): void {
   };
   const whole = (v: unknown, min: number) => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
   if (!/^[^\u0000-\u001f\u007f]{1,200}$/.test(doc.modelId)) bad('a model id of 1 to 200 characters without control characters', doc.modelId);
-  if (doc.modelKind !== 'tfjs' && doc.modelKind !== 'onnx' && doc.modelKind !== 'tflite' && doc.modelKind !== 'safetensors') bad('modelKind "tfjs", "onnx", "tflite" or "safetensors"', doc.modelKind);
+  if (!['tfjs', 'onnx', 'tflite', 'safetensors', 'gguf'].includes(doc.modelKind)) bad('modelKind "tfjs", "onnx", "tflite", "safetensors" or "gguf"', doc.modelKind);
   if (!whole(doc.history, 1)) bad('history to be a whole number >= 1', doc.history);
   if (!whole(doc.release, 0)) bad('release to be a whole number >= 0 (the last manifest\'s release number)', doc.release);
   doc.versions.forEach((v, i) => {

@@ -12,6 +12,7 @@ import type { Hasher } from '../core/hasher.ts';
 import { applyPayload } from '../apply/apply.ts';
 import { decodeStructuralPayload, isStructuralPayload, rebuildModelBytes, rebuildModelFiles, type FileModelStore, type RebuildFormat } from '../apply/rebuild.ts';
 import { compareInterfaces, describeDifference } from '../diff/interface.ts';
+import { decodeGgufPayload, isGgufPayloadDocument } from '../io/gguf/payload.ts';
 import { structuralDiff, structuralDiffFiles } from '../diff/structural.ts';
 import { readTfjsModelFiles, TFJS_REBUILD } from '../io/tfjs/folder-rebuild.ts';
 import { locateTfjsModel } from '../io/tfjs/model-file.ts';
@@ -29,6 +30,8 @@ const FORMATS: Partial<Record<ModelKind, RebuildFormat>> = {
 
 /** The header of an unsigned payload of any version (1-7). */
 export async function payloadHeaderOf(bytes: Uint8Array): Promise<PayloadHeader> {
+  // A GGUF block payload (format v8) names its base and target as every payload does; its method is `blocks`.
+  if (isGgufPayloadDocument(bytes)) return decodeGgufPayload(bytes).header as unknown as PayloadHeader;
   return isStructuralPayload(bytes) ? (await decodeStructuralPayload(bytes)).header : decodePayload(bytes).header;
 }
 

@@ -59,7 +59,7 @@ export function checkTicket(doc: unknown): JobTicket {
   const sha = (s: unknown) => typeof s === 'string' && /^[0-9a-f]{64}$/.test(s);
   const blobOk = (f: { file?: unknown; sha256?: unknown; length?: unknown } | undefined) => !!f && sha(f.sha256) && f.file === `${BLOBS}/${f.sha256}` && Number.isSafeInteger(f.length) && (f.length as number) >= 0;
   const ok = typeof t === 'object' && t !== null && t.format === 'neural-diff-release-job' && t.version === 1 && typeof t.modelId === 'string'
-    && ['tfjs', 'onnx', 'tflite', 'safetensors'].includes(t.modelKind) && typeof t.job?.id === 'string' && Array.isArray(t.versions)
+    && ['tfjs', 'onnx', 'tflite', 'safetensors', 'gguf'].includes(t.modelKind) && typeof t.job?.id === 'string' && Array.isArray(t.versions)
     && t.versions.every((v) => Number.isSafeInteger(v?.version) && Array.isArray(v.files) && v.files.every((f) => blobOk(f) && typeof f.path === 'string' && PACKAGE_PATH.test(f.path)))
     && (t.via === undefined || blobOk(t.via)) && (t.chain === undefined || (t.via !== undefined && Array.isArray(t.chain) && t.chain.length <= 64 && t.chain.every(blobOk)))
     && (t.job.policy?.method !== 'learned' || (typeof t.job.policy.budget === 'string' && isLearnedSpec(t.job.policy.learned)));

@@ -195,8 +195,16 @@ async function fileDigest(hasher: Hasher, fh: FileHandle, size: number, name: st
  * file of it is missing. Reads the files as they are (no recovery).
  */
 export async function ggufStoredDigest(file: string, hasher?: Hasher): Promise<string | undefined> {
+  return ggufPartsDigest(ggufModelFiles(await realFile(file)), hasher);
+}
+
+/**
+ * The stored-bytes digest of a GGUF model whose files (a split model's parts in split order) are
+ * `files`, by those paths whatever they are named (a build server's blobs); undefined when one is
+ * missing.
+ */
+export async function ggufPartsDigest(files: readonly string[], hasher?: Hasher): Promise<string | undefined> {
   const h = hasher ?? (await getHasher());
-  const files = ggufModelFiles(await realFile(file));
   const digests: string[] = [];
   for (const f of files) {
     let fh: FileHandle;
