@@ -37,14 +37,24 @@ const json = (out: string) => JSON.parse(out) as { bytes: number; method: string
 test('budget auto: the smallest grid budget meeting the agreement, byte for byte that budget alone; nothing meets: the exact payload, said so', { skip: llamaSkip }, async () => {
   // The figures of each budget alone, measured as --eval measures them (in process: one runtime).
   const alone = async (budget: string) => {
-    const r = await diff({ base: v1, target: v2, modelId: 'tiny', eval: text, budget, allowWorse: true });
+    const r = await diff({ base: v1, target: v2, modelId: 'tiny', eval: text, budget, allowWorse: true, metricsOut: join(dir, `metrics-${budget}.json`) });
     assert.ok(!r.structural);
     const e = r.llamaEval;
     assert.ok(e, 'eval measured the payload');
-    return { figure: e.patched.agreement, bytes: Buffer.from(r.payload) };
+    return { figure: e.patched.agreement, base: e.base.agreement, bytes: Buffer.from(r.payload) };
   };
   const [small, large] = [await alone('20%'), await alone('50%')];
   assert.ok(large.figure > small.figure, `50% (${large.figure}) agrees with v2 more often than 20% (${small.figure}) on this pair`);
+
+  // Their metrics files make report rows (ndiff report), compared by agreement with v2 as measured.
+  const rep = await runNdiff('report', join(dir, 'metrics-20%.json'), join(dir, 'metrics-50%.json'), '--out', join(dir, 'report'), '--tolerance', '0.5', '--json');
+  assert.equal(rep.code, 0, rep.err);
+  const report = JSON.parse(rep.out) as { rows: number; recommendation: { choice?: { method: string; budget: string | null; meanBytes: number } } };
+  assert.equal(report.rows, 2);
+  assert.deepEqual([report.recommendation.choice?.method, report.recommendation.choice?.budget, report.recommendation.choice?.meanBytes], ['ongrid', '50%', large.bytes.length], 'the 50% payload: 20% is more than half a point behind');
+  const md = readFileSync(join(dir, 'report', 'report.md'), 'utf8');
+  for (const x of [small, large]) assert.ok(md.includes((100 * x.figure).toFixed(2)), `report.md shows ${(100 * x.figure).toFixed(2)}% agreement`);
+  assert.ok(md.includes((100 * small.base).toFixed(2)), 'and the unpatched base\'s');
   const between = (small.figure + large.figure) / 2;
 
   const out = join(dir, 'auto.ndiff');

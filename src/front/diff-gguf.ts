@@ -23,7 +23,7 @@ import { ggufModelFiles } from '../io/gguf/in-place.ts';
 import { budgetChoiceText, searchBudget, type BudgetSearchReport } from './budget-search.ts';
 import { checkGgufTarget, ggufCloseness, ggufEvalText, measureGgufPayload, refuseGgufMovingAway } from './diff-gguf-eval.ts';
 import { isEveryChange, type DiffSettings } from './diff-options.ts';
-import type { DiffPayload, GgufPayloadEval, ValueDiffReport } from './diff-types.ts';
+import type { DiffPayload, GgufEvalRow, GgufPayloadEval, ValueDiffReport } from './diff-types.ts';
 import { qualityTargetOf } from './quality-target.ts';
 
 /** What an on-grid GGUF payload took (docs/format/gguf.md §18.6). */
@@ -62,13 +62,29 @@ export interface GgufDiffReport extends Pick<ValueDiffReport, 'out' | 'bytes' | 
   headerChanged: boolean;
 }
 
+/**
+ * The metrics document `--metrics-out` writes for a GGUF payload (`ndiff report` reads it): the
+ * fields of the other formats' diffs, with the runtime's figures under `eval` when `--eval`
+ * measured it (agreement with the target on the text's next tokens, and the mean KL and
+ * perplexity beside it).
+ */
+function ggufMetricsDocument(s: DiffSettings, modelId: string, r: GgufDiffResult | OngridGgufResult, method: 'exact' | 'ongrid', seconds: number, e: GgufPayloadEval | undefined): string {
+  const row = (x: GgufEvalRow) => ({ agreement: x.agreement, meanKl: x.meanKl, perplexity: x.perplexity });
+  return JSON.stringify({
+    kind: 'ndiff-diff-metrics', method, modelId, sequence: s.sequence, target: s.target, budgetRequested: s.budget,
+    bytes: r.payload.length, modelBytes: r.modelBytes, targetModelBytes: r.modelBytes, budgetBytes: 'budgetBytes' in r ? r.budgetBytes : 0,
+    baseFingerprint: r.baseFingerprint, targetFingerprint: r.targetFingerprint, formatVersion: 8,
+    accuracyBefore: null, accuracyAfter: null, trainSeconds: seconds,
+    ...(e ? { eval: { kind: e.kind, text: e.eval, positions: e.positions, base: row(e.base), patched: row(e.patched), targetPerplexity: e.targetPerplexity, movesAway: e.movesAway, runtime: e.runtime } } : {}),
+  }, null, 2) + '\n';
+}
+
 /** The options a GGUF diff has no use for, by their names, when given. */
 function unusable(s: DiffSettings): string[] {
   return [
     s.method !== undefined && `method (--method ${s.method})`,
     s.calibrate !== undefined && 'calibrate (--calibrate)',
     s.modelOut !== undefined && 'modelOut (--model-out)',
-    s.metricsOut !== undefined && 'metricsOut (--metrics-out)',
     s.codec !== 'auto' && `codec (--codec ${s.codec})`,
     s.exactCodec !== 'auto' && `exactCodec (--exact-codec ${s.exactCodec})`,
     s.lowbitCodesOnly === true && 'lowbitCodesOnly (--lowbit-codes-only)',
@@ -139,6 +155,7 @@ export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
       }
       if (s.out !== undefined) await writeFile(s.out, r.payload);
       const o = 'takenBlocks' in r ? r : undefined;
+      if (s.metricsOut !== undefined) await writeFile(s.metricsOut, ggufMetricsDocument(s, modelId, r, o ? 'ongrid' : 'exact', (performance.now() - t0) / 1000, measured));
       s.progress(`${r.changedBytes} bytes changed in ${r.runs} ranges (${r.changedTensors.length} tensors${r.header ? ', and header or padding bytes' : ''}) of ${formatBytes(r.modelBytes)}${o ? `, ${o.takenBlocks} of ${o.changedBlocks} changed blocks taken (${(100 * o.changeCarried).toFixed(1)}% of the squared dequantized change)` : ''}: a GGUF block payload (format v8) of ${formatBytes(r.payload.length)}`);
       return {
         ...(s.out !== undefined ? { out: s.out } : {}),

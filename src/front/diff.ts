@@ -52,6 +52,7 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
   if (isGgufPath(s.base) || isGgufPath(s.target)) {
     if (!isGgufPath(s.base) || !isGgufPath(s.target)) throw new UsageError(`base (--base) ${s.base} and target (--target) ${s.target}: expected two .gguf models (two versions of one model in one format)`);
     if (s.out !== undefined) await checkOutputPath(s.out, 'out (--out)');
+    if (s.metricsOut) await checkOutputPath(s.metricsOut, 'metricsOut (--metrics-out)');
     return await diffGguf(s);
   }
   if (modelKindText(s.base) !== modelKindText(s.target)) throw new UsageError(`base (--base) ${s.base} is ${modelKindText(s.base)} and target (--target) ${s.target} is ${modelKindText(s.target)}: expected two versions of one model in one format (two TF.js folders, or two .onnx, .tflite or .safetensors files)`);

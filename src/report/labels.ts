@@ -16,6 +16,7 @@ export const METHOD_COLORS: Record<ReportMethod, string> = {
   full: '#d62728',
   exact: '#393b79',
   zstd: '#7f7f7f',
+  ongrid: '#e6550d',
 };
 
 /** What each method is, for legends. */
@@ -33,6 +34,7 @@ export const METHOD_LABELS: Record<ReportMethod, string> = {
   full: 'full fine-tuning',
   exact: 'exact diff (every change)',
   zstd: 'zstd --patch-from',
+  ongrid: 'GGUF blocks on the grid (each block old or new)',
 };
 
 /** Methods that learn the diff (or train the whole model): the charts' y-axis is fitted to them. */

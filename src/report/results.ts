@@ -8,7 +8,7 @@
 import { UsageError } from '../core/errors.ts';
 
 /** Every method a report knows, in the order it lists them. */
-export const REPORT_METHODS = ['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'lowbit', 'auto', 'topk', 'drop', 'lowrank', 'full', 'exact', 'zstd'] as const;
+export const REPORT_METHODS = ['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'lowbit', 'auto', 'topk', 'drop', 'lowrank', 'full', 'exact', 'zstd', 'ongrid'] as const;
 /** A method of a report row. */
 export type ReportMethod = (typeof REPORT_METHODS)[number];
 
