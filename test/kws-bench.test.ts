@@ -67,6 +67,7 @@ test('quick keyword-spotting benchmark, then the report renders with its charts'
     assert.ok(typeof row.agreement === 'number' && row.agreement >= 0 && row.agreement <= 1, `${method} (teacher) 1%: agreement ${row.agreement}`);
     assert.ok(row.bytes <= Math.floor(modelBytes / 100), `${method} (teacher) 1%: ${row.bytes} bytes over budget`);
     if (row.refused) assert.equal(row.bytes, 0, 'a refused teacher diff ships nothing');
+    assert.ok(typeof row.teacherAccAll === 'number' && row.teacherAccAll >= 0 && row.teacherAccAll <= 1, `${method} (teacher) 1%: its teacher's held-out accuracy beside its own (${row.teacherAccAll})`);
   }
   // The lowbit teacher chain (quick: 1%), with its baselines measured post hoc from the same
   // weights: Delta-CoMe at the bytes it shipped, BitDelta's code and post-hoc lowbit at BitDelta's bytes.

@@ -512,6 +512,7 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     const shipped = new Map<string, CompetingResult[]>();
     /** The teacher's predictions on evalAll, once the full chain has run this update. */
     let teacherPredictions: Int32Array | undefined;
+    let teacherAccAll: number | undefined;
     // Teacher chains train on the inputs alone: the team has v2 and unlabeled inputs.
     const unlabeled = (d: typeof train) => ({ x: d.x, ...(d.replay ? { replay: d.replay } : {}) });
     // The teacher chains' wider inputs: every training split before this update's, without labels.
@@ -527,7 +528,9 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       if (chain.teacher && !teacherPredictions) {
         const teacherWeights = devices.get(fullChain as Chain) as MemoryWeightStore;
         setModelWeights(teacherModel as tf.LayersModel, (n) => (tensorNames.has(n) ? teacherWeights.values(n) : undefined));
-        teacherPredictions = evaluate(teacherModel as tf.LayersModel, evalAll).predictions;
+        const t = evaluate(teacherModel as tf.LayersModel, evalAll);
+        teacherPredictions = t.predictions;
+        teacherAccAll = t.accuracy;
       }
       setModelWeights(model, (n) => (tensorNames.has(n) ? device.values(n) : undefined));
       // What the device holds before this update, on the same evaluation (the report's base row).
@@ -586,7 +589,8 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
       const row: ResultRow = {
         update: u, name: up.id, method: chain.method as ReportMethod, budgetPct: chain.budgetPct,
         accBefore: before.accuracy,
-        ...(chain.teacher ? { teacher: true, agreement, agreementBefore } : {}),
+        // A teacher row carries its teacher's held-out accuracy beside its own (read against the labels).
+        ...(chain.teacher ? { teacher: true, agreement, agreementBefore, teacherAccAll } : {}),
         bytes: !res ? 0 : chain.method === 'full' ? total : res.bytes.length,
         accAll, accOld, accNew, driftFromFull: 0,
         trainSeconds: res ? Number(res.trainSeconds.toFixed(2)) : null,

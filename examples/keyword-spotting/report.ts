@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { htmlOf, markdownOf, summarize, type RenderOptions } from '../../src/report/report.ts';
 import { validateResults } from '../../src/report/results.ts';
 import { checkTargets } from './targets.ts';
+import { teacherLabelsMarkdown } from './teacher-labels.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({ options: { results: { type: 'string' }, out: { type: 'string' }, tolerance: { type: 'string', default: '1' } } });
@@ -27,7 +28,9 @@ const n = new Set(rows.map((r) => r.update)).size;
 const opts: RenderOptions = { title: `Keyword spotting: ${n} successive update${n === 1 ? '' : 's'}`, tolerance, teacherIs: 'full', targets: checkTargets(rows) };
 const summary = summarize(rows, opts);
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, 'report.md'), markdownOf(summary, opts));
+// The teacher chains read against the labels (teacher-labels.ts) close the Markdown report.
+const labels = teacherLabelsMarkdown(rows);
+writeFileSync(join(out, 'report.md'), markdownOf(summary, opts) + (labels ? `\n${labels}` : ''));
 writeFileSync(join(out, 'report.html'), htmlOf(summary, opts));
 console.log(`wrote ${join(out, 'report.md')} and report.html from ${rows.length} rows`);
 console.log(summary.recommendation.text);

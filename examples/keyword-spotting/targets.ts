@@ -9,6 +9,7 @@
 import { METHOD_LABELS } from '../../src/report/labels.ts';
 import { withinPoints, type TargetCheck } from '../../src/report/report.ts';
 import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
+import { teacherLabelTargets } from './teacher-labels.ts';
 
 export type { TargetCheck };
 
@@ -152,7 +153,7 @@ function teacherTargets(all: ResultRow[]): TargetCheck[] {
   checks.push(margins.length
     ? { target: 'teacher diffs at least 15 points of agreement above post-hoc top-k of the same teacher at equal bytes (1% and 5%)', met: min >= 0.15, detail: `teacher diff minus top-k of the teacher, per update: ${margins.join('; ')} points` }
     : { target: 'teacher diffs 15 points of agreement above post-hoc top-k of the teacher at 1% and 5%', met: null, detail: 'no teacher rows of both kinds with agreement at 1% or 5%' });
-  return [...checks, ...lowbitTargets(all, ups)];
+  return [...checks, ...lowbitTargets(all, ups), ...teacherLabelTargets(all)];
 }
 
 /** A baseline measured beside a lowbit teacher row (bench.ts anchorsOf). */
