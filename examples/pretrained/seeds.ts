@@ -43,7 +43,7 @@ export function parseSeeds(text: string): number[] {
 export function dealRuns(methods: readonly string[], seeds: readonly number[], jobs: number): PretrainedRun[][] {
   const out: PretrainedRun[][] = Array.from({ length: jobs }, () => []);
   const paired = methods.filter((m) => m === 'full' || m === 'topk-retrain');
-  const rest = methods.filter((m) => !paired.includes(m));
+  const rest = methods.filter((m) => m !== 'full' && m !== 'topk-retrain');
   let k = 0;
   for (const seed of seeds) {
     if (paired.length) {
