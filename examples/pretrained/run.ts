@@ -6,7 +6,7 @@
  * published folder with the device applier and evaluated by loading that folder with stock
  * tfjs**: the accuracy a user reads here is the accuracy a device gets, sample for sample.
  *
- *   npm run example:pretrained                     all methods (~1 h on 2 cores; 2 worker processes)
+ *   npm run example:pretrained                     all methods at seeds 1,2,3 (~1 h a seed on 2 cores; 2 worker processes)
  *   npm run example:pretrained -- --quick          a few images, full + sparse, no tuning (~1 min; in npm test)
  *   node --import tsx examples/pretrained/run.ts [--methods full,sparse,hash,lora,sparse-lora,topk-retrain]
  *        [--budget 1%] [--epochs 3] [--train-per-class 100] [--eval-per-class 100] [--tune quick]
