@@ -6,12 +6,18 @@
  * published folder with the device applier and evaluated by loading that folder with stock
  * tfjs**: the accuracy a user reads here is the accuracy a device gets, sample for sample.
  *
- *   npm run example:pretrained                     all methods (~1 h on 2 cores; 2 worker processes)
+ *   npm run example:pretrained                     all methods at seeds 1,2,3 (~1 h a seed on 2 cores; 2 worker processes)
  *   npm run example:pretrained -- --quick          a few images, full + sparse, no tuning (~1 min; in npm test)
  *   node --import tsx examples/pretrained/run.ts [--methods full,sparse,hash,lora,sparse-lora,topk-retrain]
  *        [--budget 1%] [--epochs 3] [--train-per-class 100] [--eval-per-class 100] [--tune quick]
- *        [--jobs 2] [--teacher] [--distill-inputs 0] [--distill-mix 0.5] [--augment none]
- *        [--backend wasm] [--out examples/pretrained/results/full.json]
+ *        [--seeds 1,2,3] [--batch-size N] [--jobs 2] [--teacher] [--distill-inputs 0]
+ *        [--distill-mix 0.5] [--augment none] [--backend wasm] [--out examples/pretrained/results/full.json]
+ *
+ * `--seeds`: every method trains once per seed (its validation split, batch order and
+ * initialisation; the images stay the same), and the table after the runs gives each method's
+ * accuracy at each seed with the mean and spread (min-max): one seed's figure can move by more
+ * than a change between versions does (default 1,2,3; 7 alone with --quick). `--batch-size`:
+ * examples per step (default: what fits the backend's memory, up to 32).
  *
  * `--teacher`: every method but full trains toward full's result (the model a device gets from
  * the full download, on the uint8 grid) instead of the labels alone, and each row adds its top-1
@@ -60,6 +66,7 @@ import { trainDiff, type TrainDiffResult, type TuneMode } from '../../src/train/
 import type { TrainMethod } from '../../src/train/methods.ts';
 import { CLASSES, ensureFashionMnist, fashionImages, fashionSets } from './fashion.ts';
 import { pretrainedModelDir } from './nsfwjs.ts';
+import { dealRuns, parseSeeds, renderSeedSummary, summarizeSeeds, type PretrainedRun } from './seeds.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -80,6 +87,8 @@ const { values: args } = parseArgs({
     'distill-mix': { type: 'string' },
     augment: { type: 'string' },
     backend: { type: 'string' },
+    seeds: { type: 'string' },
+    'batch-size': { type: 'string' },
   },
 });
 const quick = args.quick as boolean;
@@ -93,12 +102,15 @@ if (teacherMode && methods[0] !== 'full') throw new Error(`--teacher distills to
 const distillPerClass = Number(args['distill-inputs'] ?? 0);
 const distillMix = args['distill-mix'] === undefined ? undefined : Number(args['distill-mix']);
 const augment = args.augment ?? 'none';
+const seeds = parseSeeds(args.seeds ?? (quick ? '7' : '1,2,3'));
+const batchSize = args['batch-size'] === undefined ? undefined : Number(args['batch-size']);
+if (batchSize !== undefined && !(Number.isInteger(batchSize) && batchSize >= 1)) throw new UsageError(`--batch-size takes a whole number of examples >= 1, found ${args['batch-size']}`);
 const backend = (args.backend ?? 'wasm') as TrainBackendName;
 if (!['wasm', 'native', 'auto'].includes(backend)) throw new UsageError(`--backend takes wasm, native or auto, found ${backend}`);
 if (!teacherMode && (distillPerClass > 0 || distillMix !== undefined || augment !== 'none')) {
   throw new UsageError('--distill-inputs, --distill-mix and --augment train toward a teacher: pass --teacher (full runs first and teaches the other methods), or leave them out');
 }
-const jobs = teacherMode ? 1 : Math.max(1, Math.min(Number(args.jobs ?? (quick ? 1 : 2)), methods.length));
+const jobs = teacherMode ? 1 : Math.max(1, Math.min(Number(args.jobs ?? (quick ? 1 : 2)), methods.length * seeds.length));
 const outFile = resolve(args.out ?? join(here, 'results', quick ? 'quick.json' : 'full.json'));
 const workDir = resolve(args.work ?? join(tmpdir(), `nd-pretrained-${process.pid}`));
 const log = (l: string) => console.log(l);
@@ -106,6 +118,8 @@ const log = (l: string) => console.log(l);
 /** One method's outcome. */
 export interface PretrainedRow {
   method: TrainMethod | 'base';
+  /** The training run's seed (the base row: the first seed's run measured it; the same for every seed). */
+  seed: number;
   budgetBytes: number;
   bytes: number;
   /** Accuracy the trainer measured on the evaluation images (base + payload in memory). */
@@ -158,7 +172,7 @@ function tensorData(d: { x: Float32Array; shape: number[]; y: Int32Array }): Lab
   return { x: tf.tensor(d.x, d.shape, 'float32'), y: d.y };
 }
 
-async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow[]> {
+async function runWorker(mine: PretrainedRun[], id: number): Promise<PretrainedRow[]> {
   const backendName = await initBackend(backend);
   silenceTfjsNodeBanner();
   const dir = await pretrainedModelDir('layers');
@@ -175,18 +189,29 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
   const manifest = await weightEntries(dir);
   const sizeBefore = await folderSize(dir);
   const rows: PretrainedRow[] = [];
+  /** This seed's full fine-tune (topk-retrain retrains its mask) and, with --teacher, it as a model with its predictions. */
   let full: TrainDiffResult | undefined;
-  /** With --teacher: full's result as a model, and its predictions on the evaluation images. */
   let teacher: { model: tf.LayersModel; predictions: Int32Array } | undefined;
+  let fullSeed: number | undefined;
   const agreement = (p: Int32Array) => (teacher ? p.reduce((n, x, i) => n + (x === teacher!.predictions[i] ? 1 : 0), 0) / p.length : undefined);
-  for (const method of mine) {
+  for (const { method: m, seed } of mine) {
+    const method = m as TrainMethod;
+    if (seed !== fullSeed) {
+      // A new seed: the last seed's full fine-tune teaches nothing here.
+      teacher?.model.dispose();
+      teacher = undefined;
+      full = undefined;
+      fullSeed = seed;
+    }
     setModelWeights(model, (n) => (base.list().some((t) => t.name === n) ? base.values(n) : undefined));
-    log(`[job ${id}] ${method}: ${train.y.length} training images, ${evalData.y.length} evaluation images, budget ${budgetBytes} bytes (${args.budget} of the ${total}-byte model as stored), tune ${tune}`);
+    const tag = seeds.length > 1 ? `${method} seed ${seed}` : method;
+    log(`[job ${id}] ${tag}: ${train.y.length} training images, ${evalData.y.length} evaluation images, budget ${budgetBytes} bytes (${args.budget} of the ${total}-byte model as stored), tune ${tune}, seed ${seed}`);
     const res = await trainDiff(model, train, {
       method,
       budgetBytes,
       epochs,
-      seed: 7,
+      seed,
+      ...(batchSize !== undefined ? { batchSize } : {}),
       base,
       eval: evalData,
       tune,
@@ -196,8 +221,8 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
       ...(teacher ? { teacher: teacher.model } : {}),
       ...(teacher && distill ? { distillInputs: [distill], ...(distillMix !== undefined ? { distillMix } : {}) } : {}),
       ...(teacher && augment !== 'none' ? { augment } : {}),
-      onProgress: (m) => log(`[job ${id}] ${method}: ${m}`),
-      onEpoch: (r) => log(`[job ${id}] ${method}: epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} ${r.samplesPerSecond.toFixed(1)} samples/s`),
+      onProgress: (m) => log(`[job ${id}] ${tag}: ${m}`),
+      onEpoch: (r) => log(`[job ${id}] ${tag}: epoch ${r.epoch}/${r.epochs} loss ${r.loss.toFixed(4)} ${r.samplesPerSecond.toFixed(1)} samples/s`),
     });
     if (method === 'full') full = res;
     if (method === 'full' && teacherMode) {
@@ -206,7 +231,7 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
       teacher = { model: t, predictions: evaluate(t, evalData, 16).predictions };
     }
     // The device side: a copy of the published folder, the real applier, stock tfjs loading it.
-    const device = join(workDir, `${method}-device`);
+    const device = join(workDir, `${method}-${seed}-device`);
     await rm(device, { recursive: true, force: true });
     await cp(dir, device, { recursive: true });
     await applyToModelDir(device, res.bytes, { state: null });
@@ -218,6 +243,7 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
     const speedReports = res.epochs.filter((e) => e.samplesPerSecond > 0);
     const row: PretrainedRow = {
       method,
+      seed,
       budgetBytes: method === 'full' ? 0 : budgetBytes,
       bytes: res.bytes.length,
       accuracy: res.accuracyAfter as number,
@@ -248,7 +274,7 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
       unpatched.dispose();
     }
     rows.push(row);
-    log(`[job ${id}] ${method}: ${row.bytes} bytes, accuracy ${(100 * row.accuracy).toFixed(1)}% (folder loaded by tfjs: ${(100 * row.folderAccuracy).toFixed(1)}%, same predictions: ${row.samePredictions}), folder ${row.folderBytesBefore} -> ${row.folderBytesAfter} bytes`);
+    log(`[job ${id}] ${tag}: ${row.bytes} bytes, accuracy ${(100 * row.accuracy).toFixed(1)}% (folder loaded by tfjs: ${(100 * row.folderAccuracy).toFixed(1)}%, same predictions: ${row.samePredictions}), folder ${row.folderBytesBefore} -> ${row.folderBytesAfter} bytes`);
     await rm(device, { recursive: true, force: true });
   }
   teacher?.model.dispose();
@@ -258,24 +284,11 @@ async function runWorker(mine: TrainMethod[], id: number): Promise<PretrainedRow
   return rows;
 }
 
-/** Deal methods to jobs, keeping topk-retrain with full (it reuses full's fine-tune). */
-function deal(all: TrainMethod[], n: number): TrainMethod[][] {
-  const out: TrainMethod[][] = Array.from({ length: n }, () => []);
-  const first = all.filter((m) => m === 'full' || m === 'topk-retrain') as TrainMethod[];
-  out[0].push(...first);
-  let k = first.length ? 1 % n : 0;
-  for (const m of all.filter((x) => !first.includes(x))) {
-    out[k].push(m);
-    k = (k + 1) % n;
-  }
-  return out;
-}
-
 export function renderTable(rows: PretrainedRow[]): string {
   const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(1)}%`);
   const lines = [
-    '| method | payload | accuracy (trainer) | accuracy (applied folder, stock tfjs) | same predictions | folder after | validation | lr | tuning cost | train s | samples/s | peak RSS |',
-    '|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| method | seed | payload | accuracy (trainer) | accuracy (applied folder, stock tfjs) | same predictions | folder after | validation | lr | tuning cost | train s | samples/s | peak RSS |',
+    '|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   const agreeing = rows.some((r) => r.teacherAgreement !== undefined);
   if (agreeing) {
@@ -283,14 +296,14 @@ export function renderTable(rows: PretrainedRow[]): string {
     lines[1] += '---:|';
   }
   for (const r of rows) {
-    lines.push(`| ${r.method} | ${r.bytes ? `${r.bytes.toLocaleString('en')} B` : '-'} | ${pct(r.accuracy)} | ${pct(r.folderAccuracy)} | ${r.samePredictions ? 'yes' : '**no**'} | ${r.folderBytesAfter.toLocaleString('en')} B${r.manifestKept ? '' : ' (manifest changed)'} | ${pct(r.valAccuracy)} | ${r.learningRate ?? '-'} | ${r.tuningCost === null ? '-' : `${r.tuningCost.toFixed(2)}x`} | ${r.trainSeconds || '-'} | ${r.samplesPerSecond ?? '-'} | ${r.peakRssMiB} MiB |${agreeing ? ` ${r.teacherAgreement === undefined ? '-' : pct(r.teacherAgreement)} |` : ''}`);
+    lines.push(`| ${r.method} | ${r.method === 'base' ? '-' : r.seed} | ${r.bytes ? `${r.bytes.toLocaleString('en')} B` : '-'} | ${pct(r.accuracy)} | ${pct(r.folderAccuracy)} | ${r.samePredictions ? 'yes' : '**no**'} | ${r.folderBytesAfter.toLocaleString('en')} B${r.manifestKept ? '' : ' (manifest changed)'} | ${pct(r.valAccuracy)} | ${r.learningRate ?? '-'} | ${r.tuningCost === null ? '-' : `${r.tuningCost.toFixed(2)}x`} | ${r.trainSeconds || '-'} | ${r.samplesPerSecond ?? '-'} | ${r.peakRssMiB} MiB |${agreeing ? ` ${r.teacherAgreement === undefined ? '-' : pct(r.teacherAgreement)} |` : ''}`);
   }
   return lines.join('\n');
 }
 
 if (args.worker !== undefined) {
   const id = Number(args.worker);
-  const rows = await runWorker(deal(methods, jobs)[id], id);
+  const rows = await runWorker(dealRuns(methods, seeds, jobs)[id], id);
   await writeFile(join(workDir, `rows-${id}.json`), JSON.stringify(rows));
   process.exit(0);
 }
@@ -299,7 +312,7 @@ const t0 = performance.now();
 ensureFashionMnist(log);
 await mkdir(workDir, { recursive: true });
 await pretrainedModelDir('layers'); // extract once before the workers race for it
-log(`pretrained MobileNetV2 (nsfwjs) adapted to ${CLASSES.map((c) => c.name).join(', ')}: ${methods.join(', ')} at ${args.budget}, ${epochs} epoch(s), tune ${tune}, ${jobs} job(s)`);
+log(`pretrained MobileNetV2 (nsfwjs) adapted to ${CLASSES.map((c) => c.name).join(', ')}: ${methods.join(', ')} at ${args.budget}, ${epochs} epoch(s), tune ${tune}, seed${seeds.length > 1 ? 's' : ''} ${seeds.join(', ')}${batchSize !== undefined ? `, batch size ${batchSize}` : ''}, ${jobs} job(s)`);
 await Promise.all(
   Array.from({ length: jobs }, (_, i) =>
     new Promise<void>((res, rej) => {
@@ -314,11 +327,16 @@ for (let i = 0; i < jobs; i++) {
   if (existsSync(file)) for (const r of JSON.parse(await readFile(file, 'utf8')) as PretrainedRow[]) if (r.method !== 'base' || !rows.some((x) => x.method === 'base')) rows.push(r);
 }
 const order = ['base', 'full', 'sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain', 'topk', 'drop', 'lowrank', 'lowbit'];
-rows.sort((a, b) => order.indexOf(a.method) - order.indexOf(b.method));
+rows.sort((a, b) => order.indexOf(a.method) - order.indexOf(b.method) || seeds.indexOf(a.seed) - seeds.indexOf(b.seed));
+const summary = summarizeSeeds(rows, seeds);
 await mkdir(dirname(outFile), { recursive: true });
-await writeFile(outFile, JSON.stringify({ epochs, trainPerClass, evalPerClass, tune, budget: args.budget, teacher: teacherMode, ...(teacherMode ? { distillPerClass, distillMix: distillPerClass ? (distillMix ?? 0.5) : null, augment } : {}), backend, classes: CLASSES.map((c) => c.name), rows }, null, 1) + '\n');
+await writeFile(outFile, JSON.stringify({ epochs, trainPerClass, evalPerClass, tune, budget: args.budget, seeds, batchSize: batchSize ?? null, teacher: teacherMode, ...(teacherMode ? { distillPerClass, distillMix: distillPerClass ? (distillMix ?? 0.5) : null, augment } : {}), backend, classes: CLASSES.map((c) => c.name), rows, summary }, null, 1) + '\n');
 await rm(workDir, { recursive: true, force: true });
 log('');
 log(renderTable(rows));
+log('');
+log('Accuracy of the applied folder at each seed:');
+log('');
+log(renderSeedSummary(summary, seeds));
 log('');
 log(`wrote ${outFile} in ${((performance.now() - t0) / 60000).toFixed(1)} min`);
