@@ -282,6 +282,9 @@ async function planLearned(o: ReleaseAddOptions, method: LearnedMethod, budget: 
  * same interface.
  */
 async function interfaceChangeOfAdd(releaseDir: string, modelPath: string): Promise<string | undefined> {
+  // A GGUF model's inputs and outputs are tokens (nothing to compare here), and copying the newest
+  // version out of the blobs would read a file of gigabytes whole.
+  if (isGgufModelPath(modelPath)) return undefined;
   const record = await readRecord(releaseDir).catch(() => undefined);
   const newest = record ? newestVersion(record) : undefined;
   if (!record || !newest) return undefined;
