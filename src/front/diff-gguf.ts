@@ -23,7 +23,7 @@ import { ggufModelFiles } from '../io/gguf/in-place.ts';
 import { budgetChoiceText, searchBudget, type BudgetSearchReport } from './budget-search.ts';
 import { checkGgufTarget, ggufCloseness, ggufEvalText, measureGgufPayload, refuseGgufMovingAway } from './diff-gguf-eval.ts';
 import { isEveryChange, type DiffSettings } from './diff-options.ts';
-import type { DiffPayload, GgufEvalRow, GgufPayloadEval, ValueDiffReport } from './diff-types.ts';
+import type { DiffPayload, GgufPayloadEval, ValueDiffReport } from './diff-types.ts';
 import { qualityTargetOf } from './quality-target.ts';
 
 /** What an on-grid GGUF payload took (docs/format/gguf.md §18.6). */
@@ -69,13 +69,13 @@ export interface GgufDiffReport extends Pick<ValueDiffReport, 'out' | 'bytes' | 
  * perplexity beside it).
  */
 function ggufMetricsDocument(s: DiffSettings, modelId: string, r: GgufDiffResult | OngridGgufResult, method: 'exact' | 'ongrid', seconds: number, e: GgufPayloadEval | undefined): string {
-  const row = (x: GgufEvalRow) => ({ agreement: x.agreement, meanKl: x.meanKl, perplexity: x.perplexity });
   return JSON.stringify({
     kind: 'ndiff-diff-metrics', method, modelId, sequence: s.sequence, target: s.target, budgetRequested: s.budget,
     bytes: r.payload.length, modelBytes: r.modelBytes, targetModelBytes: r.modelBytes, budgetBytes: 'budgetBytes' in r ? r.budgetBytes : 0,
     baseFingerprint: r.baseFingerprint, targetFingerprint: r.targetFingerprint, formatVersion: 8,
     accuracyBefore: null, accuracyAfter: null, trainSeconds: seconds,
-    ...(e ? { eval: { kind: e.kind, text: e.eval, positions: e.positions, base: row(e.base), patched: row(e.patched), targetPerplexity: e.targetPerplexity, movesAway: e.movesAway, runtime: e.runtime } } : {}),
+    // What --json reports as llamaEval: `base` and `patched` are what ndiff report reads.
+    ...(e ? { eval: e } : {}),
   }, null, 2) + '\n';
 }
 

@@ -27,10 +27,14 @@ export async function writeBlob(releaseDir: string, bytes: Uint8Array): Promise<
   const sha256 = sha256Of(bytes);
   const file = `${BLOBS}/${sha256}`;
   const at = path.join(await releaseSubdir(releaseDir, BLOBS), sha256);
-  const existing = await lstat(at).catch(() => undefined);
-  const intact = existing?.isFile() && existing.size === bytes.length && (await blobProblem(releaseDir, { file, length: bytes.length, sha256 })) === null;
-  if (!intact) await writeFileAtomically(at, bytes);
+  if (!(await isIntactBlob(releaseDir, { file, length: bytes.length, sha256 }))) await writeFileAtomically(at, bytes);
   return { file, length: bytes.length, sha256 };
+}
+
+/** Whether the blob's file is there, a regular file (no link) of its length whose bytes hash to its name. */
+async function isIntactBlob(releaseDir: string, blob: ReleaseFile): Promise<boolean> {
+  const existing = await lstat(path.join(releaseDir, blob.file)).catch(() => undefined);
+  return !!existing?.isFile() && existing.size === blob.length && (await blobProblem(releaseDir, blob)) === null;
 }
 
 /**
@@ -65,8 +69,7 @@ export async function writeBlobFromFile(releaseDir: string, file: string): Promi
     if (length !== st.size) throw new ModelFormatError(`${file} changed size while it was stored (${st.size} bytes, then ${length}): add it again when nothing writes it`, { file });
     const sha256 = hash.digest('hex');
     const blob = { file: `${BLOBS}/${sha256}`, length, sha256 };
-    const existing = await lstat(path.join(dir, sha256)).catch(() => undefined);
-    if (existing?.isFile() && existing.size === length && (await blobProblem(releaseDir, blob)) === null) return blob;
+    if (await isIntactBlob(releaseDir, blob)) return blob;
     await rename(tmp, path.join(dir, sha256));
     await syncDir(dir);
     return blob;

@@ -292,7 +292,6 @@ export function serializeSafetensors(
   return [head, ...parts];
 }
 
-
 /** Join chunks into one array. */
 export const concatChunks = concatBytes;
 
