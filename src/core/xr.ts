@@ -92,8 +92,43 @@ export function openXr(bytes: Uint8Array, n: number, where: string, low = 3): Xr
 export function encodeXrMasks(masks: Uint32Array, lowBytes = 3): Uint8Array {
   const n = masks.length;
   if (!n) return new Uint8Array(0);
-  const out: number[] = [];
-  for (let k = 0; k < n; k++) for (let b = 0; b < lowBytes; b++) out.push((masks[k] >>> (8 * b)) & 0xff);
+  const shift = 8 * lowBytes;
+  const high = new Uint8Array(n);
+  const raw = new Uint8Array(lowBytes * n);
+  for (let k = 0, at = 0; k < n; k++) {
+    const m = masks[k];
+    const h = m >>> shift;
+    if (h > 0xff) throw new RangeError(`codec xs: mask ${m} is wider than ${lowBytes + 1} byte(s)`);
+    high[k] = h;
+    for (let b = 0; b < lowBytes; b++) raw[at++] = (m >>> (8 * b)) & 0xff;
+  }
+  return rangeCodeBytes(high, raw);
+}
+
+/**
+ * The range-coded XOR of two byte strings of one length (build side): the same bytes as
+ * `encodeXrMasks` of their XOR as masks of one byte (`lowBytes` 0), without the masks array.
+ */
+export function encodeXorBytes(base: Uint8Array, target: Uint8Array): Uint8Array {
+  if (base.length !== target.length) throw new RangeError(`codec xs: the two byte strings are ${base.length} and ${target.length} bytes, expected one length`);
+  if (!base.length) return new Uint8Array(0);
+  const x = new Uint8Array(base.length);
+  for (let k = 0; k < x.length; k++) x[k] = base[k] ^ target[k];
+  return rangeCodeBytes(x, new Uint8Array(0));
+}
+
+/**
+ * `prefix` then `high` through the adaptive binary range coder (LZMA's: a bit tree of 255
+ * 11-bit probabilities, adaptation shift 5), the always-0 first byte of the code not written.
+ * One pass with every state in locals and the output in one growing buffer: the coder is the
+ * build side's hot loop on large models (a GGUF model's changed blocks go through it byte by
+ * byte).
+ */
+function rangeCodeBytes(high: Uint8Array, prefix: Uint8Array): Uint8Array {
+  const n = high.length;
+  let out = new Uint8Array(prefix.length + n + (n >>> 3) + 64);
+  out.set(prefix);
+  let w = prefix.length;
   const p = new Uint16Array(256).fill(1024);
   // low: up to 33 bits (a carry), kept as a float64 integer; cache + pending 0xff bytes as in LZMA.
   let low = 0;
@@ -101,45 +136,53 @@ export function encodeXrMasks(masks: Uint32Array, lowBytes = 3): Uint8Array {
   let cache = 0;
   let pending = 1;
   let first = true;
-  const emit = (b: number): void => {
-    if (!first) out.push(b);
-    else if (b) throw new RangeError(`codec xr: the range coder's first byte is ${b}, expected 0`);
-    first = false; // the always-0 first byte is not written
-  };
-  const shiftLow = (): void => {
-    if (low < 0xff000000 || low >= 0x100000000) {
-      const carry = low >= 0x100000000 ? 1 : 0;
-      emit((cache + carry) & 0xff);
-      for (; pending > 1; pending--) emit((0xff + carry) & 0xff);
-      pending = 0;
-      cache = Math.floor(low / 0x1000000) & 0xff;
-    }
-    pending++;
-    low = (low % 0x1000000) * 256;
-  };
-  for (let k = 0; k < n; k++) {
-    const h = masks[k] >>> (8 * lowBytes);
-    if (h > 0xff) throw new RangeError(`codec xs: mask ${masks[k]} is wider than ${lowBytes + 1} byte(s)`);
+  for (let k = 0; k <= n; k++) {
+    const h = k < n ? high[k] : 0;
     let t = 1;
     for (let b = 7; b >= 0; b--) {
-      const bit = (h >>> b) & 1;
-      const q = p[t];
-      const bound = (range >>> 11) * q;
-      if (bit) {
-        low += bound;
-        range -= bound;
-        p[t] = q - (q >> 5);
+      let shifts = 0;
+      if (k < n) {
+        const bit = (h >>> b) & 1;
+        const q = p[t];
+        const bound = (range >>> 11) * q;
+        if (bit) {
+          low += bound;
+          range -= bound;
+          p[t] = q - (q >> 5);
+        } else {
+          range = bound;
+          p[t] = q + ((2048 - q) >> 5);
+        }
+        t = 2 * t + bit;
+        for (; range < 0x1000000; shifts++) range = (range * 256) >>> 0;
       } else {
-        range = bound;
-        p[t] = q + ((2048 - q) >> 5);
+        // After the last byte: the flush, five shifts of `low`.
+        shifts = 5;
+        b = 0;
       }
-      t = 2 * t + bit;
-      while (range < 0x1000000) {
-        range *= 256;
-        shiftLow();
+      // Shift the top byte of `low` out (LZMA's ShiftLow): held back while it may still take a carry.
+      for (; shifts > 0; shifts--) {
+        if (low < 0xff000000 || low >= 0x100000000) {
+          const carry = low >= 0x100000000 ? 1 : 0;
+          if (w + pending + 1 > out.length) out = grow(out, w + pending + 1);
+          if (!first) out[w++] = (cache + carry) & 0xff;
+          else if ((cache + carry) & 0xff) throw new RangeError(`codec xr: the range coder's first byte is ${(cache + carry) & 0xff}, expected 0`);
+          first = false;
+          for (; pending > 1; pending--) out[w++] = (0xff + carry) & 0xff;
+          pending = 0;
+          cache = Math.floor(low / 0x1000000) & 0xff;
+        }
+        pending++;
+        low = (low % 0x1000000) * 256;
       }
     }
   }
-  for (let i = 0; i < 5; i++) shiftLow();
-  return Uint8Array.from(out);
+  return out.subarray(0, w).slice();
+}
+
+/** `buf` copied into a buffer of at least `need` bytes (doubling). */
+function grow(buf: Uint8Array, need: number): Uint8Array<ArrayBuffer> {
+  const next = new Uint8Array(Math.max(need, 2 * buf.length));
+  next.set(buf);
+  return next;
 }

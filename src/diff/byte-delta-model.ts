@@ -46,10 +46,10 @@ const CHOOSE_ON = 1 << 21;
 
 /**
  * The literal context under which the literals `ops` insert into `target` code smallest (the
- * adaptive coder simulated over the first {@link CHOOSE_ON} of them; the byte before on a tie, so
- * deltas that gain nothing keep coding 4).
+ * adaptive coder simulated over the first `chooseOn` of them, {@link CHOOSE_ON} unless given; the
+ * byte before on a tie, so deltas that gain nothing keep coding 4).
  */
-export function chooseLiteralContext(target: Uint8Array, ops: readonly ModelOp[]): LiteralContext {
+export function chooseLiteralContext(target: Uint8Array, ops: readonly ModelOp[], chooseOn = CHOOSE_ON): LiteralContext {
   let best = BYTE_BEFORE;
   let bestBits = Infinity;
   for (const ctx of [BYTE_BEFORE, ...CONTEXTS.filter((c) => c.lc !== 8 || c.lp !== 0)]) {
@@ -58,8 +58,8 @@ export function chooseLiteralContext(target: Uint8Array, ops: readonly ModelOp[]
     let w = 0;
     let weighed = 0;
     for (const op of ops) {
-      if (op.kind === 0 && weighed < CHOOSE_ON) {
-        const n = Math.min(op.length, CHOOSE_ON - weighed);
+      if (op.kind === 0 && weighed < chooseOn) {
+        const n = Math.min(op.length, chooseOn - weighed);
         weighed += n;
         for (let i = w; i < w + n; i++) {
           const base = literalTree(target, i, ctx) * 256;
@@ -93,7 +93,9 @@ export interface ModelOp {
 
 /** LZMA's binary range encoder with adaptive 11-bit probabilities (the decoder is src/core/byte-delta.ts's). */
 export class ModelEncoder {
-  private readonly out: number[] = [];
+  /** The code written so far: `out`'s first `written` bytes (a buffer that doubles). */
+  private out = new Uint8Array(1024);
+  private written = 0;
   readonly p: Uint16Array;
   private low = 0;
   private range = 0xffffffff;
@@ -115,8 +117,14 @@ export class ModelEncoder {
     this.low = (this.low % 0x1000000) * 256;
   }
   private emit(b: number): void {
-    if (!this.first) this.out.push(b);
-    else if (b) throw new RangeError(`byte delta: the range coder's first byte is ${b}, expected 0`);
+    if (!this.first) {
+      if (this.written === this.out.length) {
+        const next = new Uint8Array(2 * this.out.length);
+        next.set(this.out);
+        this.out = next;
+      }
+      this.out[this.written++] = b;
+    } else if (b) throw new RangeError(`byte delta: the range coder's first byte is ${b}, expected 0`);
     this.first = false;
   }
   bit(i: number, bit: number): void {
@@ -152,7 +160,7 @@ export class ModelEncoder {
   }
   finish(): Uint8Array {
     for (let i = 0; i < 5; i++) this.shiftLow();
-    return Uint8Array.from(this.out);
+    return this.out.slice(0, this.written);
   }
 }
 
