@@ -87,9 +87,40 @@ function modelledFromGreedy(base: Uint8Array, target: Uint8Array, greedy: readon
   return writeModelled(base, target, ops);
 }
 
-/** The modelled delta of these instructions, the literals in the context that codes them smallest. */
-function writeModelled(base: Uint8Array, target: Uint8Array, ops: readonly ModelOp[]): { bytes: Uint8Array; stats: ByteDeltaStats } {
-  const ctx = chooseLiteralContext(target, ops);
+/** Literal bytes the aligned delta chooses its context on (a chunk's first changes tell its tensor's kind). */
+const ALIGNED_CHOOSE_ON = 1 << 16;
+
+/**
+ * The byte delta of two byte strings laid out alike (build side; a GGUF chunk's old and new
+ * blocks): every stretch of equal bytes a copy from the same offset of the base (kind 3, the
+ * repeat displacement 0 every delta starts with), every stretch of changed bytes an insert, in
+ * the modelled coding (§16). One pass and one coding: where nothing moved, the hash matcher and
+ * the optimal parse find nothing better (an equal byte costs a copy's few bits wherever it
+ * falls), and they cost two orders of magnitude more time. The literal context is chosen on the
+ * first 64 KiB of changed bytes (as small as keeps a GGUF pair's payloads within 0.02% of
+ * choosing on 2 MiB).
+ * @throws RangeError when the two differ in length
+ */
+export function encodeAlignedByteDelta(base: Uint8Array, target: Uint8Array): { bytes: Uint8Array; stats: ByteDeltaStats } {
+  if (base.length !== target.length) throw new RangeError(`byte delta: an aligned delta needs two strings of one length, found ${base.length} and ${target.length} bytes`);
+  if (base.length > BYTE_DELTA_MAX_BASE) throw new RangeError(`byte delta: the base (${base.length} bytes) must be at most ${BYTE_DELTA_MAX_BASE} bytes`);
+  const ops: ModelOp[] = [];
+  const n = base.length;
+  for (let i = 0; i < n;) {
+    const same = base[i] === target[i];
+    const end = Math.min(n, i + BYTE_DELTA_MAX_SPAN);
+    let j = i + 1;
+    if (same) while (j < end && base[j] === target[j]) j++;
+    else while (j < end && base[j] !== target[j]) j++;
+    ops.push({ kind: same ? 3 : 0, length: j - i, value: 0 });
+    i = j;
+  }
+  return writeModelled(base, target, ops, ALIGNED_CHOOSE_ON);
+}
+
+/** The modelled delta of these instructions, the literals in the context that codes them smallest (chosen on the first `chooseOn` literal bytes). */
+function writeModelled(base: Uint8Array, target: Uint8Array, ops: readonly ModelOp[], chooseOn?: number): { bytes: Uint8Array; stats: ByteDeltaStats } {
+  const ctx = chooseLiteralContext(target, ops, chooseOn);
   const { instructions, literals, literalCount } = encodeModelled(target, ops, ctx);
   const byteBefore = ctx.lc === BYTE_BEFORE.lc && ctx.lp === BYTE_BEFORE.lp;
   const stats: ByteDeltaStats = { copies: 0, copiedBytes: 0, inserts: 0, insertedBytes: 0, literalCoding: 'modelled', instructionCoding: 'modelled' };

@@ -3,7 +3,8 @@
  * docs/format/gguf.md §18.4): two versions of one GGUF model with one layout compared a region
  * at a time (the header and the padding byte by byte, each tensor ggml block by block), the
  * changed ranges grouped into chunks of about {@link GGUF_CHUNK_BYTES}, each chunk's target bytes
- * coded against its base bytes as a byte delta (§16) or as their XOR range-coded, whichever is
+ * coded against its base bytes as a byte delta (§16: its equal bytes copied from where they are,
+ * its changed bytes inserted, `encodeAlignedByteDelta`) or as their XOR range-coded, whichever is
  * smaller. Models whose layout differs are refused with
  * a {@link ModelMismatchError} saying what differs: the exact GGUF path patches bytes in place,
  * and a file laid out otherwise is shipped whole.
@@ -15,7 +16,7 @@ import { ModelMismatchError } from '../../core/errors.ts';
 import type { Hasher } from '../../core/hash-types.ts';
 import { toHex } from '../../core/hex.ts';
 import { packDocument } from '../../core/encode.ts';
-import { encodeByteDelta } from '../../diff/byte-delta.ts';
+import { encodeAlignedByteDelta } from '../../diff/byte-delta.ts';
 import type { GgufModel } from './model.ts';
 import { bytes8, codeChunk, GGUF_CHUNK_BYTES, GGUF_PAYLOAD_VERSION, ggufModelDigest, ggufPayloadDocument, type GgufChunk, type GgufChunkCoding, type GgufPartDigests, type GgufRun } from './payload.ts';
 
@@ -208,7 +209,7 @@ export function diffGgufModels(hasher: Hasher, base: GgufModel, target: GgufMode
     const total = rs.reduce((n, r) => n + r.length, 0);
     const was = read(base, rs, total);
     const now = read(target, rs, total);
-    return { runs: rs, bytes: total, baseDigest: toHex(bytes8(hasher.h64(was))), targetDigest: toHex(bytes8(hasher.h64(now))), ...codeChunk(was, now, (a, b) => encodeByteDelta(a, b).bytes, o.chunkCoding) };
+    return { runs: rs, bytes: total, baseDigest: toHex(bytes8(hasher.h64(was))), targetDigest: toHex(bytes8(hasher.h64(now))), ...codeChunk(was, now, (a, b) => encodeAlignedByteDelta(a, b).bytes, o.chunkCoding) };
   });
   const baseFingerprint = ggufModelDigest(hasher, parts.map((p) => p.base));
   const targetFingerprint = ggufModelDigest(hasher, parts.map((p) => p.target));

@@ -22,7 +22,7 @@ import { isObject, isUint, own } from '../../core/format-fields.ts';
 import { toHex } from '../../core/hex.ts';
 import type { Hasher } from '../../core/hash-types.ts';
 import { readMsgpack } from '../../core/msgpack-read.ts';
-import { encodeXrMasks, openXr } from '../../core/xr.ts';
+import { encodeXorBytes, encodeXrMasks, openXr } from '../../core/xr.ts';
 
 /** The format version of a GGUF block payload. */
 export const GGUF_PAYLOAD_VERSION = 8;
@@ -413,9 +413,7 @@ export type GgufChunkCoding = 'smaller' | 'byte-delta' | 'xor';
 export function codeChunk(base: Uint8Array, target: Uint8Array, byteDelta: (base: Uint8Array, target: Uint8Array) => Uint8Array, choice: GgufChunkCoding = 'smaller'): { coding: number; delta: Uint8Array } {
   const delta = choice === 'xor' ? undefined : byteDelta(base, target);
   if (choice === 'byte-delta') return { coding: CHUNK_BYTE_DELTA, delta: delta as Uint8Array };
-  const x = new Uint32Array(base.length);
-  for (let k = 0; k < x.length; k++) x[k] = base[k] ^ target[k];
-  const xor = encodeXrMasks(x, 0);
+  const xor = encodeXorBytes(base, target);
   return delta === undefined || xor.length < delta.length ? { coding: CHUNK_XOR_RANGE_CODED, delta: xor } : { coding: CHUNK_BYTE_DELTA, delta };
 }
 
