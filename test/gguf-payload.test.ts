@@ -70,6 +70,19 @@ describe('GGUF block payloads: diff and in-place apply', () => {
     }
   }
 
+  test('progress: each chunk coded is reported with the bytes coded so far, ending at every changed byte', () => {
+    const v1 = ggufFixture('tiny-llama-f32.gguf');
+    const v2 = perturbGguf(v1, { blockShare: 0.5, seed: 5 });
+    const seen: [number, number][] = [];
+    const r = diffGgufModels(hasher, ggufModelOf(bytesSource(v1)), ggufModelOf(bytesSource(v2)), { modelId: 'tiny', sequence: 1, createdBy: 'test', onChunk: (coded, changed) => seen.push([coded, changed]) });
+    assert.equal(seen.length, r.chunks);
+    for (let i = 0; i < seen.length; i++) {
+      assert.equal(seen[i][1], r.changedBytes);
+      assert.ok(seen[i][0] > (i ? seen[i - 1][0] : 0));
+    }
+    assert.equal(seen.at(-1)?.[0], r.changedBytes);
+  });
+
   test('only the changed blocks travel: a payload is a small share of the model', () => {
     const v1 = ggufFixture('tiny-llama-f32.gguf');
     const v2 = perturbGguf(v1, { blockShare: 0.02, seed: 3 });

@@ -42,6 +42,7 @@ export interface DiffArgs {
   maxMeanAbsDiff?: number;
   maxAccuracyDrop?: number;
   budgetGrid?: string;
+  threads?: number;
 }
 
 export function diffCommand(y: Argv): Argv<DiffArgs> {
@@ -71,14 +72,15 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('output', { type: 'string', describe: '.onnx: the output compared (default: first non-state)' })
     .option('output-kind', { choices: choicesOf(DIFF_CHOICES, 'outputKind'), describe: '.onnx: how the output reads (default: from its shape and last op)' })
     .option('allow-worse', { type: 'boolean', default: false, describe: 'with --eval: write a payload measured worse than not updating' })
+    .option('threads', { type: 'number', describe: '.gguf: threads coding the payload (default: every core, at most 8)' })
     // The options few runs need are hidden (--show-hidden lists them), with --version and one
     // example: the help fits a screen (40 lines at 100 columns).
     .showHidden('show-hidden', 'with --help: also list the options hidden here')
     .group(['base', 'target', 'budget', 'min-agreement', 'max-mean-abs-diff', 'max-accuracy-drop', 'budget-grid', 'out', 'model-id', 'sequence', 'expires', 'model-out', 'quiet', 'json', 'help', 'show-hidden'], 'Models and payload:')
-    .group(['method', 'codec', 'calibrate', 'lowbit-codes-only', 'exact-codec', 'store'], 'Method:')
+    .group(['method', 'codec', 'calibrate', 'lowbit-codes-only', 'exact-codec', 'store', 'threads'], 'Method:')
     .group(['eval', 'allow-worse', 'metrics-out', 'state', 'output', 'output-kind'], 'Measuring (--eval, --calibrate):')
     .example('$0 diff --model-id kws-en --base v1/ --target v2/ --budget 5% --method lowbit --out v1-v2.ndiff', 'every weight\'s change at 1 to 8 bits within 5%')
-    .hide('version').hide('min-agreement').hide('max-mean-abs-diff').hide('max-accuracy-drop').hide('budget-grid').hide('lowbit-codes-only').hide('exact-codec').hide('store').hide('state').hide('output-kind')
+    .hide('version').hide('min-agreement').hide('max-mean-abs-diff').hide('max-accuracy-drop').hide('budget-grid').hide('lowbit-codes-only').hide('exact-codec').hide('store').hide('state').hide('output-kind').hide('threads')
     .epilogue(seeDocs('diff')) as unknown as Argv<DiffArgs>;
 }
 
@@ -101,6 +103,7 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
     ...(a.maxMeanAbsDiff !== undefined ? { maxMeanAbsDiff: a.maxMeanAbsDiff } : {}),
     ...(a.maxAccuracyDrop !== undefined ? { maxAccuracyDrop: a.maxAccuracyDrop } : {}),
     ...(a.budgetGrid !== undefined ? { budgetGrid: a.budgetGrid } : {}),
+    ...(a.threads !== undefined ? { threads: a.threads } : {}),
     onProgress: (line) => io.progress(line),
   });
   const { payload: _payload, ...doc } = res;

@@ -266,7 +266,9 @@ export type NeuralDiffErrorCode =
   /** {@link TrainingWorkerError}: a training worker thread failed. */
   | 'ND_TRAINING_WORKER'
   /** {@link TrainingStepError}: a compiled training step failed after changing the optimizer's state. */
-  | 'ND_TRAINING_STEP';
+  | 'ND_TRAINING_STEP'
+  /** {@link DiffWorkerError}: a worker thread coding a payload's chunks failed. */
+  | 'ND_DIFF_WORKER';
 
 /**
  * A training worker thread failed (could not load the model or its backend, threw during a step,
@@ -276,6 +278,17 @@ export type NeuralDiffErrorCode =
 export class TrainingWorkerError extends NeuralDiffError {
   constructor(message: string, details: Record<string, unknown> = {}) {
     super('ND_TRAINING_WORKER', message, details);
+  }
+}
+
+/**
+ * A worker thread coding a GGUF payload's chunks on the build side threw or exited: the diff
+ * stops (nothing is written). Diff again with one thread (`threads: 1`, `--threads 1`), or fix
+ * what the message names (often memory).
+ */
+export class DiffWorkerError extends NeuralDiffError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super('ND_DIFF_WORKER', message, details);
   }
 }
 

@@ -15,6 +15,7 @@ import { UsageError } from '../core/errors.ts';
 import { getHasher } from '../core/hasher.ts';
 import { CREATED_BY } from '../diff/build.ts';
 import { formatBytes, parseBudget } from '../diff/budget.ts';
+import { defaultDiffThreads, GgufChunkCoders } from '../io/gguf/chunk-coders.ts';
 import { ongridGgufDiff, type OngridGgufResult } from '../gguf-diff/index.ts';
 import { readModelIdRecord } from '../io/durable/model-id-file.ts';
 import { diffGgufModels, type GgufDiffResult } from '../io/gguf/diff.ts';
@@ -112,15 +113,19 @@ export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
   if (modelId === undefined || modelId === '') {
     throw new UsageError(`which model is this an update of? ${first} records no model id: pass modelId (--model-id ID), the id devices know this model by (e.g. qwen-0.5b-chat), and keep it for every later update of it`, { base: s.base });
   }
+  const threads = s.threads ?? defaultDiffThreads();
+  if (!Number.isInteger(threads) || threads < 1) throw new UsageError(`threads (--threads): expected a whole number of at least 1, found ${s.threads}`, { threads: s.threads });
   const hasher = await getHasher();
   const t0 = performance.now();
+  // Worker threads for the chunks' coding, started only if a diff has enough to code.
+  const coders = threads > 1 ? new GgufChunkCoders(threads) : undefined;
   const base = openGgufModel(s.base);
   try {
     const target = openGgufModel(s.target);
     try {
-      const options = { modelId, sequence: s.sequence, createdBy: CREATED_BY, ...(s.expiresAt !== undefined ? { expiresAt: s.expiresAt } : {}) };
+      const options = { modelId, sequence: s.sequence, createdBy: CREATED_BY, ...(s.expiresAt !== undefined ? { expiresAt: s.expiresAt } : {}), ...(coders ? { coders } : {}) };
       const modelBytes = target.model.parts.reduce((n, p) => n + p.header.fileSize, 0);
-      const exactDiff = () => diffGgufModels(hasher, base.model, target.model, options);
+      const exactDiff = () => diffGgufModels(hasher, base.model, target.model, { ...options, onChunk: tenths(s.progress) });
       const ongridDiff = (budget: string) => ongridGgufDiff(hasher, base.model, target.model, parseBudget(budget, modelBytes), options);
       let r: GgufDiffResult | OngridGgufResult;
       let measured: GgufPayloadEval | undefined;
@@ -172,5 +177,22 @@ export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
     }
   } finally {
     base.close();
+    coders?.close();
   }
+}
+
+/**
+ * A progress line at each tenth of the changed bytes coded, on a model whose changes take more
+ * than a few chunks (a large model's exact diff runs for minutes).
+ */
+function tenths(progress: (line: string) => void): (coded: number, changed: number) => void {
+  let said = 0;
+  return (coded, changed) => {
+    if (changed < 64 << 20) return;
+    const tenth = Math.floor((10 * coded) / changed);
+    if (tenth > said && coded < changed) {
+      said = tenth;
+      progress(`coding the changed blocks: ${10 * tenth}% (${formatBytes(coded)} of ${formatBytes(changed)})`);
+    }
+  };
 }

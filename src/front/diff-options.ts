@@ -62,6 +62,11 @@ export interface DiffOptions extends QualityTargetOptions {
    * refuses a teacher diff by; a drop within noise is written with the warning.
    */
   allowWorse?: boolean;
+  /**
+   * With .gguf models: worker threads coding the payload's chunks (default: every core, at most 8;
+   * 1 codes them on the calling thread). The payload's bytes are the same at any count.
+   */
+  threads?: number;
   /** Progress lines, as `ndiff diff` prints them on stderr. */
   onProgress?: Progress;
 }

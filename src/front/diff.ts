@@ -55,6 +55,7 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
     if (s.metricsOut) await checkOutputPath(s.metricsOut, 'metricsOut (--metrics-out)');
     return await diffGguf(s);
   }
+  if (s.threads !== undefined) throw new UsageError(`threads (--threads ${s.threads}) sets the threads coding a .gguf diff's chunks; ${s.base} is ${modelKindText(s.base)}, diffed on one thread: leave it out`, { threads: s.threads });
   if (modelKindText(s.base) !== modelKindText(s.target)) throw new UsageError(`base (--base) ${s.base} is ${modelKindText(s.base)} and target (--target) ${s.target} is ${modelKindText(s.target)}: expected two versions of one model in one format (two TF.js folders, or two .onnx, .tflite or .safetensors files)`);
   if (isTflitePath(s.base) && s.state.length) throw new UsageError('state (--state) is for ONNX models: a .tflite model carries no state between examples here');
   const modelId = await resolveModelId(s.base, s.modelId);

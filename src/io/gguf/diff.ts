@@ -12,6 +12,7 @@
  * Deterministic: the same two models give the same payload bytes. Memory: one region slice (at
  * most 16 MiB of each model) while comparing, one chunk while coding.
  */
+import { Buffer } from 'node:buffer';
 import { ModelMismatchError } from '../../core/errors.ts';
 import type { Hasher } from '../../core/hash-types.ts';
 import { toHex } from '../../core/hex.ts';
@@ -74,8 +75,15 @@ function regionsOf(model: GgufModel, part: number): Region[] {
   return out;
 }
 
-/** The changed ranges of one part, in file order, close ones merged. */
-function changedRuns(base: GgufModel, target: GgufModel, part: number): GgufRun[] {
+/** Bytes compared at once before a span is compared unit by unit (most spans of an update are unchanged). */
+const SPAN_BYTES = 4096;
+
+/**
+ * The changed ranges of one part, in file order, close ones merged; and the XXH64 of both parts'
+ * bytes, hashed from the slices the comparison reads when its regions cover the part end to end
+ * (they do for any layout the reader accepts), so each file is read once.
+ */
+function changedRuns(hasher: Hasher, base: GgufModel, target: GgufModel, part: number): { runs: GgufRun[]; baseDigest?: string; targetDigest?: string } {
   const a = base.parts[part].source;
   const b = target.parts[part].source;
   const runs: GgufRun[] = [];
@@ -84,25 +92,38 @@ function changedRuns(base: GgufModel, target: GgufModel, part: number): GgufRun[
     if (last && offset - (last.offset + last.length) <= MERGE_GAP) last.length = offset + length - last.offset;
     else runs.push({ part, offset, length });
   };
+  const ha = hasher.create64();
+  const hb = hasher.create64();
+  let hashedTo = 0;
   for (const r of regionsOf(base, part)) {
     const slice = Math.max(r.unit, Math.floor(SLICE_BYTES / r.unit) * r.unit);
+    const span = r.unit * Math.max(1, Math.floor(SPAN_BYTES / r.unit));
     for (let at = r.from; at < r.to; at += slice) {
       const n = Math.min(slice, r.to - at);
       const x = a.read(at, n);
       const y = b.read(at, n);
-      for (let u = 0; u < n; u += r.unit) {
-        let same = true;
-        for (let k = u; k < u + r.unit; k++) {
-          if (x[k] !== y[k]) {
-            same = false;
-            break;
+      if (at === hashedTo) {
+        ha.update(x);
+        hb.update(y);
+        hashedTo = at + n;
+      }
+      for (let s = 0; s < n; s += span) {
+        const m = Math.min(span, n - s);
+        if (Buffer.compare(x.subarray(s, s + m), y.subarray(s, s + m)) === 0) continue;
+        for (let u = s; u < s + m; u += r.unit) {
+          for (let k = u; k < u + r.unit; k++) {
+            if (x[k] !== y[k]) {
+              add(at + u, r.unit);
+              break;
+            }
           }
         }
-        if (!same) add(at + u, r.unit);
       }
     }
   }
-  return runs;
+  // Regions that skipped or repeated bytes (a layout the reader would refuse): hashed apart.
+  if (hashedTo !== a.size) return { runs };
+  return { runs, baseDigest: toHex(bytes8(ha.digest())), targetDigest: toHex(bytes8(hb.digest())) };
 }
 
 /** The ranges of every part cut into chunks of at most {@link GGUF_CHUNK_BYTES} bytes (a longer range split). */
@@ -145,7 +166,33 @@ export interface GgufDiffOptions {
   createdBy: string;
   /** How chunks are coded: the smaller of a byte delta and the XOR range-coded (default), or one of them (tests, measures). */
   chunkCoding?: GgufChunkCoding;
+  /** Called after each chunk is coded with the changed bytes coded so far and their total (progress on a large model). */
+  onChunk?: (codedBytes: number, changedBytes: number) => void;
+  /**
+   * Worker threads to code the chunks on (`GgufChunkCoders` on Node), used when the changes fill
+   * more than {@link PARALLEL_MIN_BYTES}; without, every chunk is coded on this thread. The
+   * payload's bytes are the same either way.
+   */
+  coders?: GgufChunkCoderPool;
 }
+
+/** One chunk's bytes handed to a {@link GgufChunkCoderPool} (its own buffers: they may be transferred). */
+export interface GgufChunkInput {
+  base: Uint8Array;
+  target: Uint8Array;
+}
+
+/** Codes chunks on other threads (src/io/gguf/chunk-coders.ts). */
+export interface GgufChunkCoderPool {
+  /**
+   * Code every chunk `next` yields (undefined: none left), each as `codeChunk` with the aligned
+   * byte delta would, calling `done` with its index (in `next`'s order) as each is coded, in any order.
+   */
+  codeAll(next: () => GgufChunkInput | undefined, coding: GgufChunkCoding | undefined, done: (index: number, coded: { coding: number; delta: Uint8Array }) => void): void;
+}
+
+/** Changed bytes below which the chunks are coded on the caller's thread even with coders (starting workers costs more). */
+export const PARALLEL_MIN_BYTES = 4 << 20;
 
 /** What {@link diffGgufModels} returns: the payload and what it carries. */
 export interface GgufDiffResult {
@@ -194,8 +241,9 @@ export function diffGgufModels(hasher: Hasher, base: GgufModel, target: GgufMode
   if (difference) {
     throw new ModelMismatchError(`the two GGUF models are laid out differently (${difference}): a GGUF payload rewrites changed blocks in place, so tensors, types, shapes, data offsets and the header's length must stay; ship the new .gguf file whole (a full download), or diff two versions of one layout (metadata values may change where the header keeps its length)`, { difference, structural: true });
   }
-  const runs = base.parts.flatMap((_, p) => changedRuns(base, target, p));
-  const parts: GgufPartDigests[] = base.parts.map((x, p) => ({ length: x.header.fileSize, base: partDigest(hasher, base, p), target: partDigest(hasher, target, p) }));
+  const compared = base.parts.map((_, p) => changedRuns(hasher, base, target, p));
+  const runs = compared.flatMap((c) => c.runs);
+  const parts: GgufPartDigests[] = base.parts.map((x, p) => ({ length: x.header.fileSize, base: compared[p].baseDigest ?? partDigest(hasher, base, p), target: compared[p].targetDigest ?? partDigest(hasher, target, p) }));
   const read = (model: GgufModel, rs: readonly GgufRun[], total: number) => {
     const out = new Uint8Array(total);
     let at = 0;
@@ -205,12 +253,31 @@ export function diffGgufModels(hasher: Hasher, base: GgufModel, target: GgufMode
     }
     return out;
   };
-  const chunks: GgufChunk[] = chunkRuns(runs).map((rs) => {
+  const changedBytes = runs.reduce((n, r) => n + r.length, 0);
+  let coded = 0;
+  const groups = chunkRuns(runs);
+  const chunks: GgufChunk[] = [];
+  // Each chunk's ranges read from both models and hashed here, then coded here or by a worker.
+  let nextGroup = 0;
+  const next = (): GgufChunkInput | undefined => {
+    const rs = groups[nextGroup];
+    if (!rs) return undefined;
     const total = rs.reduce((n, r) => n + r.length, 0);
     const was = read(base, rs, total);
     const now = read(target, rs, total);
-    return { runs: rs, bytes: total, baseDigest: toHex(bytes8(hasher.h64(was))), targetDigest: toHex(bytes8(hasher.h64(now))), ...codeChunk(was, now, (a, b) => encodeAlignedByteDelta(a, b).bytes, o.chunkCoding) };
-  });
+    chunks[nextGroup++] = { runs: rs, bytes: total, baseDigest: toHex(bytes8(hasher.h64(was))), targetDigest: toHex(bytes8(hasher.h64(now))), coding: -1, delta: new Uint8Array(0) };
+    return { base: was, target: now };
+  };
+  const done = (i: number, c: { coding: number; delta: Uint8Array }): void => {
+    chunks[i].coding = c.coding;
+    chunks[i].delta = c.delta;
+    coded += chunks[i].bytes;
+    o.onChunk?.(coded, changedBytes);
+  };
+  if (o.coders && changedBytes >= PARALLEL_MIN_BYTES && groups.length > 1) o.coders.codeAll(next, o.chunkCoding, done);
+  else {
+    for (let input = next(); input; input = next()) done(nextGroup - 1, codeChunk(input.base, input.target, (a, b) => encodeAlignedByteDelta(a, b).bytes, o.chunkCoding));
+  }
   const baseFingerprint = ggufModelDigest(hasher, parts.map((p) => p.base));
   const targetFingerprint = ggufModelDigest(hasher, parts.map((p) => p.target));
   const payload = packDocument(ggufPayloadDocument({
@@ -221,7 +288,7 @@ export function diffGgufModels(hasher: Hasher, base: GgufModel, target: GgufMode
   const { tensors, outside } = touched(base, runs);
   return {
     payload, baseFingerprint, targetFingerprint,
-    changedBytes: runs.reduce((n, r) => n + r.length, 0), runs: runs.length, chunks: chunks.length,
+    changedBytes, runs: runs.length, chunks: chunks.length,
     changedTensors: tensors, header: outside, modelBytes: parts.reduce((n, p) => n + p.length, 0),
   };
 }
