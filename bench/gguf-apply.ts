@@ -21,16 +21,13 @@
  *   node --conditions=neural-diff-source --import tsx bench/gguf-apply.ts [--mib 2048] [--share 0.1] [--runs 3]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { getHasher } from '../src/core/hasher.ts';
-import { seededRandom } from '../src/core/random.ts';
 import { diffGgufModels } from '../src/io/gguf/diff.ts';
 import { openGgufModel } from '../src/io/gguf/files.ts';
-import { GGUF_DEFAULT_ALIGNMENT, padTo } from '../src/io/gguf/header.ts';
-import { ggmlTypeByName } from '../src/io/gguf/types.ts';
-import { encodeGgufHeader } from '../src/io/gguf/write.ts';
+import { writeGeneratedQ8Pair } from './gguf-generated.ts';
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(name);
@@ -107,47 +104,13 @@ const mib = Number(arg('--mib', '2048'));
 const share = Number(arg('--share', '0.1'));
 const runs = Number(arg('--runs', '3'));
 const work = mkdtempSync(path.join(tmpdir(), 'ndiff-bench-gguf-apply-'));
-const q8 = ggmlTypeByName('Q8_0')!;
 try {
-  // v1: the header, then a data section of holes (zeros: every Q8_0 block a zero scale and zero codes).
-  const perTensor = Math.floor((64 << 20) / q8.typeSize);
-  const tensorBytes = perTensor * q8.typeSize;
-  const count = Math.max(1, Math.round((mib * 2 ** 20) / tensorBytes));
-  const tensors = [];
-  let offset = 0;
-  for (let i = 0; i < count; i++) {
-    tensors.push({ name: `blk.${i}.weight`, ne: [q8.blockSize * perTensor], type: q8, offset });
-    offset = padTo(offset + tensorBytes, GGUF_DEFAULT_ALIGNMENT);
-  }
-  const header = encodeGgufHeader({ version: 3, metadata: [], tensors });
-  const dataStart = padTo(header.length, GGUF_DEFAULT_ALIGNMENT);
-  const size = dataStart + offset;
-  const v1 = path.join(work, 'v1.gguf');
-  let fd = openSync(v1, 'w');
-  writeSync(fd, header);
-  ftruncateSync(fd, size);
-  closeSync(fd);
-  // v2: runs of 64 blocks rewritten, `share` of all blocks, spread evenly with a seeded jitter.
-  const v2 = path.join(work, 'v2.gguf');
-  execFileSync('cp', ['--sparse=always', v1, v2]);
-  const random = seededRandom(7);
-  const blocks = (offset / q8.typeSize) | 0;
-  const runBlocks = 64;
-  const runsWanted = Math.round((blocks * share) / runBlocks);
-  const stride = Math.floor(blocks / runsWanted);
-  const run = new Uint8Array(runBlocks * q8.typeSize);
-  fd = openSync(v2, 'r+');
-  for (let k = 0; k < runsWanted; k++) {
-    for (let i = 0; i < run.length; i++) run[i] = Math.floor(random() * 256);
-    // Each block's float16 scale finite and small.
-    for (let b = 0; b < runBlocks; b++) run[b * q8.typeSize + 1] = 0x2c + (run[b * q8.typeSize + 1] & 7);
-    const first = k * stride + Math.floor(random() * (stride - runBlocks));
-    writeSync(fd, run, 0, run.length, dataStart + first * q8.typeSize);
-  }
-  closeSync(fd);
-  console.log(`model: ${(size / 2 ** 20).toFixed(0)} MiB Q8_0 (${count} tensors), ${runsWanted} runs of ${runBlocks} blocks changed (${((100 * runsWanted * runBlocks) / blocks).toFixed(1)}% of ${blocks} blocks)`);
-  // The payload with every chunk XOR range-coded (`ndiff diff` also tries a byte delta per chunk,
-  // which takes minutes a MiB of random changes: the apply measured here is the same either way).
+  const pair = writeGeneratedQ8Pair(work, { mib, share });
+  const { v1, v2, size } = pair;
+  console.log(`model: ${pair.description}`);
+  // The payload with every chunk XOR range-coded, as this benchmark's figures have always been
+  // made (`ndiff diff` also tries a byte delta per chunk and keeps the smaller; on rewritten
+  // blocks the XOR wins every chunk, and the apply measured here is the same either way).
   const payload = path.join(work, 'p.ndiff');
   const started = process.hrtime.bigint();
   const baseFiles = openGgufModel(v1);
