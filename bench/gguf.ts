@@ -7,19 +7,22 @@
  * metadata values changed (test/helpers/gguf-pairs.ts), the one real pair the fixtures hold
  * (tiny-llama-q8_0.gguf written as GGUF v3 and as v2 by gguf-py: one header byte), and a
  * generated Q8_0 and Q4_K model of at least `--mib` MiB (whole tensors of 4 MiB) with 1% of their
- * blocks changed.
+ * blocks changed; and the real fine-tunes `bench/llm/make-pairs.sh` makes (llama.cpp's converter
+ * and quantizer; `--pairs DIR`, default `~/.cache/neural-diff/llm-pairs/gguf` when it exists): v1
+ * to v2, v2 to v3 and v1 to v3 at every type made, and v1 to the merged LoRA (a pair laid out
+ * differently is listed with the reason, its new file shipped whole).
  *
- *   node --conditions=neural-diff-source --import tsx bench/gguf.ts [--mib 16]
+ *   npm run bench:gguf -- [--mib 16] [--pairs DIR]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { getHasher } from '../src/core/hasher.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { bytesSource } from '../src/io/gguf/header.ts';
 import { ggufModelOf } from '../src/io/gguf/model.ts';
-import { diffGgufModels } from '../src/io/gguf/diff.ts';
+import { diffGgufModels, ggufLayoutDifference } from '../src/io/gguf/diff.ts';
 import type { GgufChunkCoding } from '../src/io/gguf/payload.ts';
 import { ggmlTypeByName } from '../src/io/gguf/types.ts';
 import { buildGguf } from '../src/io/gguf/write.ts';
@@ -94,7 +97,25 @@ for (const t of ['Q8_0', 'Q4_K']) {
   rows.push(measure(`generated ${t}, ${v1.length >> 20} MiB, 1% of blocks (4 bytes each)`, v1, perturbGguf(v1, { blockShare: 0.01, bytesPerBlock: 4, seed: 9 })));
   rows.push(measure(`generated ${t}, ${v1.length >> 20} MiB, 1% of blocks (whole block)`, v1, perturbGguf(v1, { blockShare: 0.01, bytesPerBlock: 10_000, seed: 9 })));
 }
+// The real fine-tunes, when made.
+const pairs = arg('--pairs') ?? path.join(homedir(), '.cache/neural-diff/llm-pairs/gguf');
+const refused: string[] = [];
+if (existsSync(pairs)) {
+  for (const t of ['q8_0', 'q4_0', 'q4_k_m', 'f16']) {
+    const file = (v: string) => path.join(pairs, `${v}-${t}.gguf`);
+    for (const [from, to] of [['v1', 'v2'], ['v2', 'v3'], ['v1', 'v3'], ['v1', 'lora']]) {
+      if (!existsSync(file(from)) || !existsSync(file(to))) continue;
+      const v1 = new Uint8Array(readFileSync(file(from)));
+      const v2 = new Uint8Array(readFileSync(file(to)));
+      const name = `real ${t.toUpperCase()}: ${from} -> ${to}`;
+      const differs = ggufLayoutDifference(ggufModelOf(bytesSource(v1)), ggufModelOf(bytesSource(v2)));
+      if (differs) refused.push(`${name}: laid out differently (${differs}), shipped whole`);
+      else rows.push(measure(name, v1, v2));
+    }
+  }
+} else console.error(`no real pairs in ${pairs}: make them with bench/llm/make-pairs.sh (or give --pairs DIR)`);
 rmSync(work, { recursive: true, force: true });
 console.log('| pair | model bytes | changed range bytes | payload (each chunk the smaller) | chunks as byte deltas | chunks as XOR, range-coded | zstd -19 --long=27 --patch-from | bsdiff |');
 console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows) console.log(`| ${r.pair} | ${r.modelBytes} | ${r.changed} | **${r.payload}** | ${r.byteDelta} | ${r.xor} | ${r.zstd} | ${r.bsdiff} |`);
+for (const r of refused) console.log(`- ${r}`);
