@@ -1,6 +1,8 @@
 /**
  * A GGUF diff's chunks coded on worker threads (`ndiff diff --threads`, `diff({ threads })`):
- * the payload is the same bytes at any thread count and reaches the target; the library's `diff`
+ * the payload is the same bytes at any thread count and reaches the target; each chunk is coded as
+ * on the calling thread, and a chunk that cannot be read stops the workers for good (answers left
+ * in flight are never taken for another diff's); the library's `diff`
  * with two threads writes what one thread writes; `threads` on another format, or not a whole
  * number of at least 1, is refused before any file is written.
  */
@@ -13,6 +15,8 @@ import { diff, UsageError } from 'neural-diff';
 import { getHasher } from '../src/core/hasher.ts';
 import { GgufChunkCoders } from '../src/io/gguf/chunk-coders.ts';
 import { diffGgufModels, PARALLEL_MIN_BYTES } from '../src/io/gguf/diff.ts';
+import { codeChunk } from '../src/io/gguf/payload.ts';
+import { encodeAlignedByteDelta } from '../src/diff/byte-delta.ts';
 import { openGgufModel } from '../src/io/gguf/files.ts';
 import { applyToGgufFile } from '../src/io/gguf/in-place.ts';
 import { writeGeneratedQ8Pair, type GeneratedPair } from '../bench/gguf-generated.ts';
@@ -52,6 +56,32 @@ test('chunks coded by two worker threads: the bytes one thread writes, applied i
     b.close();
   }
   assert.throws(() => coders.codeAll(() => undefined, undefined, () => {}), UsageError, 'closed coders are refused');
+});
+
+test('the workers code each chunk as the calling thread does; a chunk that cannot be read stops them for good', () => {
+  const coders = new GgufChunkCoders(2);
+  try {
+    const chunks = [0, 1, 2, 3, 4].map((k) => {
+      const base = Uint8Array.from({ length: 3000 + 500 * k }, (_, i) => (i * 31 + k) & 0xff);
+      const target = base.map((v, i) => (i % (3 + k) ? v : v ^ 0x5a));
+      return { base, target };
+    });
+    const expected = chunks.map((c) => codeChunk(c.base, c.target, (a, b) => encodeAlignedByteDelta(a, b).bytes));
+    const got: { coding: number; delta: Uint8Array }[] = [];
+    let k = 0;
+    // Copies: the workers take their inputs' buffers.
+    coders.codeAll(() => (k < chunks.length ? { base: chunks[k].base.slice(), target: chunks[k++].target.slice() } : undefined), undefined, (i, c) => (got[i] = c));
+    assert.deepEqual(got.map((c) => c.coding), expected.map((c) => c.coding));
+    assert.deepEqual(got.map((c) => Buffer.from(c.delta)), expected.map((c) => Buffer.from(c.delta)));
+    let n = 0;
+    assert.throws(() => coders.codeAll(() => {
+      if (n++ === 3) throw new Error('the model file went away');
+      return { base: chunks[0].base.slice(), target: chunks[0].target.slice() };
+    }, undefined, () => {}), /went away/);
+    assert.throws(() => coders.codeAll(() => undefined, undefined, () => {}), UsageError);
+  } finally {
+    coders.close();
+  }
 });
 
 test('diff({ threads: 2 }) writes the payload diff({ threads: 1 }) writes; threads refused where they do not apply', async () => {

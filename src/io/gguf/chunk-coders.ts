@@ -88,6 +88,16 @@ export class GgufChunkCoders implements GgufChunkCoderPool {
 
   codeAll(next: () => GgufChunkInput | undefined, coding: GgufChunkCoding | undefined, done: (index: number, coded: { coding: number; delta: Uint8Array }) => void): void {
     this.start();
+    try {
+      this.run(next, coding, done);
+    } catch (e) {
+      // A chunk unread or a callback that threw leaves answers in flight: these workers are not reused.
+      this.close();
+      throw e;
+    }
+  }
+
+  private run(next: () => GgufChunkInput | undefined, coding: GgufChunkCoding | undefined, done: (index: number, coded: { coding: number; delta: Uint8Array }) => void): void {
     let id = 0;
     let inFlight = 0;
     let more = true;
