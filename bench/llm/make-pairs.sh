@@ -63,10 +63,16 @@ echo "llama.cpp source: $src ($(git -C "$src" rev-parse --short HEAD), node-llam
 mkdir -p "$out/gguf"
 "$py" "$here/train_pairs.py" --out "$out" ${train_args[@]+"${train_args[@]}"}
 
+# Every version named as one model's versions are (the converter otherwise names each after its
+# folder: "Lora" with no version beside "v1", a header of another length, which no block payload
+# can patch in place); the merged LoRA is shipped as that model's version 2.
 for name in v1 v2 v3 lora; do
   f16="$out/gguf/$name-f16.gguf"
   if [ ! -f "$f16" ]; then
-    "$py" "$src/convert_hf_to_gguf.py" "$out/hf/$name" --outtype f16 --outfile "$f16.tmp" > "$out/gguf/$name-convert.log" 2>&1 \
+    version="$name"
+    [ "$name" = lora ] && version=v2
+    printf '{"general.name": "neural-diff-pairs", "general.version": "%s"}\n' "$version" > "$out/gguf/$name-metadata.json"
+    "$py" "$src/convert_hf_to_gguf.py" "$out/hf/$name" --outtype f16 --metadata "$out/gguf/$name-metadata.json" --outfile "$f16.tmp" > "$out/gguf/$name-convert.log" 2>&1 \
       || { echo "convert_hf_to_gguf.py failed on $out/hf/$name; its log:" >&2; tail -n 20 "$out/gguf/$name-convert.log" >&2; exit 1; }
     mv "$f16.tmp" "$f16"
     echo "$f16: convert_hf_to_gguf.py --outtype f16 ($(stat -c %s "$f16") bytes)"
