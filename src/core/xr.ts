@@ -40,17 +40,22 @@ export function openXr(bytes: Uint8Array, n: number, where: string, low = 3): Xr
   // The decoder between pieces: the next byte, range and code (unsigned 32-bit), and the
   // 11-bit probabilities of a 0 bit at nodes 1..255 of the tree.
   const p = new Uint16Array(256);
-  let at = 0;
-  let range = 0;
-  let code = 0;
+  let byteAt = 0;
+  let rangeAt = 0;
+  let codeAt = 0;
   return {
     read(from, m, out) {
       if (!from) {
         p.fill(1024);
-        at = s + 4;
-        range = 0xffffffff;
-        code = ((bytes[s] << 24) | (bytes[s + 1] << 16) | (bytes[s + 2] << 8) | bytes[s + 3]) >>> 0;
+        byteAt = s + 4;
+        rangeAt = 0xffffffff;
+        codeAt = ((bytes[s] << 24) | (bytes[s + 1] << 16) | (bytes[s + 2] << 8) | bytes[s + 3]) >>> 0;
       }
+      // The decoder's state in locals for the loop (the closure's variables are slower to reach).
+      let range = rangeAt;
+      let code = codeAt;
+      let at = byteAt;
+      const end = bytes.length;
       for (let j = 0; j < m; j++) {
         // A bit tree over the high byte, most significant bit first: node t, then 2t + bit.
         let t = 1;
@@ -69,7 +74,9 @@ export function openXr(bytes: Uint8Array, n: number, where: string, low = 3): Xr
           }
           if (range < 0x1000000) {
             range *= 256;
-            code = ((code << 8) | bytes[at++]) >>> 0;
+            // Past the end the stream reads 0 (the end check below refuses a stream read past it).
+            code = ((code << 8) | (at < end ? bytes[at] : 0)) >>> 0;
+            at++;
           }
         }
         if (out) {
@@ -78,6 +85,9 @@ export function openXr(bytes: Uint8Array, n: number, where: string, low = 3): Xr
           out[j] = low === 3 ? ((t << 24) | bytes[k] | (bytes[k + 1] << 8) | (bytes[k + 2] << 16)) >>> 0 : low ? (t << 8) | bytes[k] : t;
         }
       }
+      rangeAt = range;
+      codeAt = code;
+      byteAt = at;
       if (m && from + m === n && (at !== bytes.length || code)) fail(`${where} "v": the range-coded stream of codec ${codec} must end with value ${n - 1} at byte ${bytes.length} with code 0, found byte ${at}, code ${code}`);
     },
   };
