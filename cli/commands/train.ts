@@ -15,7 +15,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
       choices: choicesOf(TRAIN_CHOICES, 'method'),
       describe: 'diff to learn, or baseline (default: lowbit with --teacher, else sparse)',
     })
-    .option('auto-search', { choices: choicesOf(TRAIN_CHOICES, 'autoSearch'), default: 'halving' as const, describe: 'method auto: halving, or exhaustive (every candidate to its end)' })
+    .option('auto-search', { choices: choicesOf(TRAIN_CHOICES, 'autoSearch'), default: 'halving' as const, describe: 'method auto: halving (default) or exhaustive' })
     .option('base', { type: 'string', demandOption: true, describe: 'model devices hold: TF.js folder or JSON, .onnx, .tflite' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy, or a folder of .npy' })
     .option('teacher', { type: 'string', describe: 'the v2 you trained: learn a diff that agrees with it' })
@@ -75,7 +75,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     // Options that tune what the defaults already choose, or serve one kind of model: --show-hidden and docs/cli/train.md list them.
     .hide('min-agreement').hide('max-mean-abs-diff').hide('max-accuracy-drop').hide('budget-grid')
     .hide('val-fraction').hide('replay').hide('expires').hide('codec').hide('store')
-    .hide('also-consider').hide('sparse-start').hide('sparse-share').hide('teacher-weight').hide('teacher-loss').hide('temperature').hide('distill-mix')
+    .hide('auto-search').hide('also-consider').hide('sparse-start').hide('sparse-share').hide('teacher-weight').hide('teacher-loss').hide('temperature').hide('distill-mix')
     .hide('trainable').hide('loss').hide('backend').hide('threads').hide('prefix-cache-mb')
     .hide('bptt').hide('output-kind')
     .epilogue(seeDocs('train')) as unknown as Argv<TrainArgs>;
