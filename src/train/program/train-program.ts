@@ -19,8 +19,9 @@
  * on one thread (its carried states live in this one). On native one JavaScript thread trains
  * and the addon's threads run the kernels.
  *
- * `method: 'auto'` trains every candidate (trainAuto: lowbit, sparse, lora, sparse-lora,
- * topk-retrain) on the same examples and returns the best on validation, as for layers models.
+ * `method: 'auto'` chooses among the candidates (trainAuto: lowbit, sparse, lora, sparse-lora,
+ * topk-retrain) on the same examples by validation, as for layers models (successive halving, or
+ * every candidate trained with `autoSearch: 'exhaustive'`).
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.ts';
@@ -42,9 +43,9 @@ export type { ProgramDataset } from '../../engine/program/datasets.ts';
 
 /** Options of {@link trainProgramDiff}: trainDiff's, with the examples of a graph and how its output reads. */
 export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval' | 'teacher' | 'method' | 'distillInputs'> {
-  /** A method, or `auto`: every candidate trained, the best on validation returned (its `auto` says which and how each did). */
+  /** A method, or `auto`: the candidate best on validation returned (its `auto` says which and how each did). */
   method: TrainMethod | 'auto';
-  /** With `auto`: called as each candidate finishes (its score, bytes and time, or why it has no result). */
+  /** With `auto`: called with each candidate's outcome (its score, bytes and time, or why it has no result). */
   onCandidate?: (c: AutoCandidate) => void;
   /** With `auto`: how it searches (`halving`, the default, or `exhaustive`; src/train/auto.ts). */
   autoSearch?: AutoSearch;
