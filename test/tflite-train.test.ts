@@ -163,9 +163,9 @@ test('ndiff train --base model.tflite --teacher: from an .npy folder, the update
     assert.equal(r.code, 0, r.text);
     assert.match(r.text, /eval agreement with the teacher [\d.]+% -> [\d.]+%/);
     assert.ok(existsSync(path.join(dir, 'v1-patched.tflite')));
-    // --method auto: every candidate trained on the same examples, the best on validation written.
+    // --method auto --auto-search exhaustive: every candidate trained on the same examples, the best on validation written.
     const a = await run('train', '--model-id', 'cnn', '--base', path.join(dir, 'v1.tflite'), '--teacher', path.join(dir, 'v2.tflite'), '--train', path.join(dir, 'train'), '--eval', path.join(dir, 'eval'),
-      '--method', 'auto', '--budget', '40%', '--epochs', '2', '--tune', 'off', '--lr', '0.02', '--backend', 'cpu', '--out', path.join(dir, 'auto.ndiff'), '--metrics-out', path.join(dir, 'auto.json'));
+      '--method', 'auto', '--auto-search', 'exhaustive', '--budget', '40%', '--epochs', '2', '--tune', 'off', '--lr', '0.02', '--backend', 'cpu', '--out', path.join(dir, 'auto.ndiff'), '--metrics-out', path.join(dir, 'auto.json'));
     assert.equal(a.code, 0, a.text);
     const am = JSON.parse(readFileSync(path.join(dir, 'auto.json'), 'utf8')) as { method: string; auto: { chosen: string; candidates: { method: string; score?: number; bytes?: number }[] } };
     assert.deepEqual(am.auto.candidates.map((c) => c.method), ['lowbit', 'sparse', 'lora', 'sparse-lora', 'topk-retrain']);

@@ -14,7 +14,7 @@ test('a learning rate of 0, below 0 or not finite is a UsageError naming it, and
     for (const mode of ['off', 'quick', 'thorough'] as const) {
       let runs = 0;
       assert.throws(
-        () => searchLearningRate(() => { runs++; return undefined; }, { mode, what: 'sparse', lr0, trainData: { y: new Int32Array(4) } as unknown as LabelledData, seed: 0, candidates: [], owned: [], progress: () => {} }),
+        () => searchLearningRate(async () => { runs++; return undefined; }, { mode, what: 'sparse', lr0, trainData: { y: new Int32Array(4) } as unknown as LabelledData, seed: 0, candidates: [], owned: [], progress: () => {} }),
         (e: unknown) => e instanceof UsageError && e.message.startsWith(`learningRate must be a number above 0, e.g. 1e-3, found ${lr0}:`),
       );
       assert.equal(runs, 0, `${mode}: no run at ${lr0}`);

@@ -15,6 +15,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
       choices: choicesOf(TRAIN_CHOICES, 'method'),
       describe: 'diff to learn, or baseline (default: lowbit with --teacher, else sparse)',
     })
+    .option('auto-search', { choices: choicesOf(TRAIN_CHOICES, 'autoSearch'), default: 'halving' as const, describe: 'method auto: halving (default) or exhaustive' })
     .option('base', { type: 'string', demandOption: true, describe: 'model devices hold: TF.js folder or JSON, .onnx, .tflite' })
     .option('train', { type: 'string', demandOption: true, describe: 'training data: x.npy/y.npy, or a folder of .npy' })
     .option('teacher', { type: 'string', describe: 'the v2 you trained: learn a diff that agrees with it' })
@@ -65,7 +66,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     // them): the help of train fits a screen (40 lines at 100 columns).
     .showHidden('show-hidden', 'with --help: also list the options hidden here')
     .group(['base', 'train', 'teacher', 'eval', 'val', 'val-fraction', 'replay', 'budget', 'min-agreement', 'max-mean-abs-diff', 'max-accuracy-drop', 'budget-grid', 'out', 'model-id', 'sequence', 'expires', 'codec', 'store', 'model-out', 'metrics-out', 'quiet', 'json', 'help', 'show-hidden'], 'Models, data and output:')
-    .group(['method', 'also-consider', 'allow-worse', 'sparse-start', 'sparse-share', 'distill', 'teacher-weight', 'teacher-loss', 'temperature', 'distill-inputs', 'distill-mix', 'augment'], 'Method:')
+    .group(['method', 'auto-search', 'also-consider', 'allow-worse', 'sparse-start', 'sparse-share', 'distill', 'teacher-weight', 'teacher-loss', 'temperature', 'distill-inputs', 'distill-mix', 'augment'], 'Method:')
     .group(['tune', 'lr', 'epochs', 'batch-size', 'seed', 'trainable', 'loss', 'backend', 'threads', 'prefix-cache-mb'], 'Training:')
     .group(['state', 'bptt', 'output', 'output-kind'], 'ONNX, TF.js graph and LiteRT models:')
     .hide('version')
@@ -74,7 +75,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     // Options that tune what the defaults already choose, or serve one kind of model: --show-hidden and docs/cli/train.md list them.
     .hide('min-agreement').hide('max-mean-abs-diff').hide('max-accuracy-drop').hide('budget-grid')
     .hide('val-fraction').hide('replay').hide('expires').hide('codec').hide('store')
-    .hide('also-consider').hide('sparse-start').hide('sparse-share').hide('teacher-weight').hide('teacher-loss').hide('temperature').hide('distill-mix')
+    .hide('auto-search').hide('also-consider').hide('sparse-start').hide('sparse-share').hide('teacher-weight').hide('teacher-loss').hide('temperature').hide('distill-mix')
     .hide('trainable').hide('loss').hide('backend').hide('threads').hide('prefix-cache-mb')
     .hide('bptt').hide('output-kind')
     .epilogue(seeDocs('train')) as unknown as Argv<TrainArgs>;
@@ -82,7 +83,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
 
 /** The options `train()` takes, from the parsed arguments (the same names; yargs' own keys left out). */
 function trainOptionsOf(a: TrainArgs & Partial<OnnxTrainArgs>): TrainOptions {
-  const keys = ['method', 'base', 'teacher', 'train', 'eval', 'val', 'replay', 'valFraction', 'tune', 'trainable', 'allowWorse', 'distill', 'alsoConsider', 'store', 'budget', 'epochs', 'seed',
+  const keys = ['method', 'autoSearch', 'base', 'teacher', 'train', 'eval', 'val', 'replay', 'valFraction', 'tune', 'trainable', 'allowWorse', 'distill', 'alsoConsider', 'store', 'budget', 'epochs', 'seed',
     'out', 'modelOut', 'metricsOut', 'backend', 'batchSize', 'threads', 'step', 'prefixCacheMb', 'lr', 'codec', 'loss', 'modelId', 'sequence', 'expires', 'teacherWeight', 'teacherLoss', 'temperature',
     'sparseStart', 'sparseShare', 'distillInputs', 'distillMix', 'augment', 'state', 'bptt', 'output', 'outputKind', 'minAgreement', 'maxMeanAbsDiff', 'maxAccuracyDrop', 'budgetGrid'] as const;
   const o: Record<string, unknown> = {};

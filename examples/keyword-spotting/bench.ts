@@ -38,7 +38,8 @@
  * share of held-out predictions equal to the teacher's. Defaults: sparse, hash and topk-retrain
  * at 0.5, 1 and 10%, and post-hoc top-k of the teacher (what `ndiff diff` ships) at the same
  * budgets. `lowbit` (issue #46: every change of the teacher at 1-8 bits, distilled) and `auto`
- * (every candidate trained, the best on validation shipped, as `ndiff train --method auto`) run
+ * (the best candidate on validation shipped, as `ndiff train --method auto`: by successive
+ * halving; `--teacher-options '{"autoSearch":"exhaustive",...}'` trains every candidate) run
  * when asked (`--teacher-methods lowbit:1/5/10,auto:5`); beside each lowbit row the Delta-CoMe and
  * BitDelta baselines are measured post hoc from the same weights (the row's `anchors`).
  * They run in the full chain's job, after it, so the teacher is at hand. A learned method whose result validates below

@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ValueCodec } from '../core/values.ts';
 import type { PatchSpec } from '../diff/build.ts';
 import { LowRankAdapters } from '../lowrank-diff/trainer.ts';
-import type { Parameterization } from '../method/contract.ts';
+import { trainingVariableName, type Parameterization } from '../method/contract.ts';
 
 interface Tensor {
   name: string;
@@ -40,7 +40,7 @@ export class FisherWarmup implements Parameterization {
   constructor(tensors: readonly Tensor[], private readonly adapters: LowRankAdapters) {
     this.names = tensors.map((t) => t.name);
     this.adapted = new Set(adapters.names);
-    for (const t of tensors) this.fisher.set(t.name, tf.variable(tf.zeros(t.shape), false, `nd_fisher/${t.name}`));
+    for (const t of tensors) this.fisher.set(t.name, tf.variable(tf.zeros(t.shape), false, trainingVariableName(`nd_fisher/${t.name}`)));
   }
 
   effective(name: string): tf.Tensor | null {
@@ -163,7 +163,7 @@ export class SparseLowRank implements Parameterization {
       this.sparse.set(t.name, {
         name: t.name, shape: t.shape, positions: pos,
         w0: tf.tensor(t.values, t.shape, 'float32'),
-        d: tf.variable(tf.zeros(t.shape), true, `nd_composite_s/${t.name}`),
+        d: tf.variable(tf.zeros(t.shape), true, trainingVariableName(`nd_composite_s/${t.name}`)),
         alive: tf.tensor(mask, t.shape, 'float32'),
       });
     }

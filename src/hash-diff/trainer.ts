@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { fillBuckets, tensorSeed } from '../core/bucket.ts';
 import type { ValueCodec } from '../core/values.ts';
 import type { PatchSpec } from '../diff/build.ts';
-import type { Parameterization } from '../method/contract.ts';
+import { trainingVariableName, type Parameterization } from '../method/contract.ts';
 
 interface TensorState {
   name: string;
@@ -53,7 +53,7 @@ export class HashedBuckets implements Parameterization {
         w0: Float32Array.from(t.values),
         bucketOf: bucket,
         signOf: sign,
-        b: tf.variable(tf.zeros([nb]), true, `nd_hash_b/${t.name}`),
+        b: tf.variable(tf.zeros([nb]), true, trainingVariableName(`nd_hash_b/${t.name}`)),
         bucket: tf.tensor1d(bucket, 'int32'),
         sign: sign ? tf.tensor1d(sign, 'float32') : null,
       });

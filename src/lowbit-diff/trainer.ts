@@ -23,7 +23,7 @@ import type { LowBit, LowBitFactors } from '../core/lowbit.ts';
 import type { PatchSpec } from '../diff/build.ts';
 import { lowBitCode, scaleExponent, wireScale } from './encoder.ts';
 import { matrixDims } from '../core/format.ts';
-import type { Parameterization } from '../method/contract.ts';
+import { trainingVariableName, type Parameterization } from '../method/contract.ts';
 import { isIntegerGrid, type IntegerGrid } from '../core/grid.ts';
 import { GRID_CODE_SLACK, wholeSteps } from './grid-codes.ts';
 
@@ -138,11 +138,11 @@ export class LowBitScales implements Parameterization {
           ...(replace ? { replace: true as const } : {}),
           ...(grid ? { onGrid: grid } : {}),
           s0: scale,
-          s: tf.variable(tf.ones([count]), true, `nd_lowbit_s/${p.name}`),
+          s: tf.variable(tf.ones([count]), true, trainingVariableName(`nd_lowbit_s/${p.name}`)),
           code: tf.tensor1d(codes, 'float32'),
           chan: tf.tensor1d(chanOf, 'int32'),
           ...(p.kind === 'composite' ? { outliers: { positions: p.positions, values: p.values } } : {}),
-          ...(change ? { delta: tf.variable(tf.tensor1d(startOfCodes(replace ? Float32Array.from(change, (d, k) => b.values[k] + d) : change, p, (k) => scale[chanOf[k]])), true, `nd_lowbit_d/${p.name}`) } : {}),
+          ...(change ? { delta: tf.variable(tf.tensor1d(startOfCodes(replace ? Float32Array.from(change, (d, k) => b.values[k] + d) : change, p, (k) => scale[chanOf[k]])), true, trainingVariableName(`nd_lowbit_d/${p.name}`)) } : {}),
         });
       } else if (p.kind === 'lowrank' && p.lowbitFactors) {
         const f = p.lowbitFactors;
@@ -159,8 +159,8 @@ export class LowBitScales implements Parameterization {
           cvT: tf.tensor2d(cv, [r, cols]),
           su0: Float64Array.from({ length: r }, (_, k) => scale[2 * k]),
           sv0: Float64Array.from({ length: r }, (_, k) => scale[2 * k + 1]),
-          su: tf.variable(tf.ones([r]), true, `nd_lowbit_su/${p.name}`),
-          sv: tf.variable(tf.ones([r]), true, `nd_lowbit_sv/${p.name}`),
+          su: tf.variable(tf.ones([r]), true, trainingVariableName(`nd_lowbit_su/${p.name}`)),
+          sv: tf.variable(tf.ones([r]), true, trainingVariableName(`nd_lowbit_sv/${p.name}`)),
         });
       } else {
         throw new Error(`LowBitScales: patch ${p.name} is ${p.kind} with codec ${p.codec}, not codec l (dense, composite or low-rank)`);

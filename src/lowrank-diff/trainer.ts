@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ValueCodec } from '../core/values.ts';
 import type { PatchSpec } from '../diff/build.ts';
 import { matrixDims } from '../core/format.ts';
-import type { Parameterization } from '../method/contract.ts';
+import { trainingVariableName, type Parameterization } from '../method/contract.ts';
 
 interface Factors {
   name: string;
@@ -50,8 +50,8 @@ export class LowRankAdapters implements Parameterization {
       const { rows, cols } = matrixDims(t.shape);
       this.names.push(t.name);
       // U ~ N(0, 1/rows): U · V's scale then follows V, which Adam moves from zero.
-      const u = tf.variable(tf.randomNormal([rows, rank], 0, 1 / Math.sqrt(rows), 'float32', seed * 1009 + k++), true, `nd_lora_u/${t.name}`);
-      const v = tf.variable(tf.zeros([rank, cols]), true, `nd_lora_v/${t.name}`);
+      const u = tf.variable(tf.randomNormal([rows, rank], 0, 1 / Math.sqrt(rows), 'float32', seed * 1009 + k++), true, trainingVariableName(`nd_lora_u/${t.name}`));
+      const v = tf.variable(tf.zeros([rank, cols]), true, trainingVariableName(`nd_lora_v/${t.name}`));
       this.factors.set(t.name, { name: t.name, shape: t.shape, rows, cols, rank, w0: tf.tensor2d(t.values, [rows, cols]), u, v });
     }
   }

@@ -5,9 +5,22 @@
  *
  * The method folders (src/sparse-diff, src/hash-diff, src/lowrank-diff, src/composite-diff,
  * src/lowbit-diff) implement it and import nothing of the loop; the loop imports them. This
- * module holds types only, so it sits below both.
+ * module holds types and the naming of the methods' variables, so it sits below both.
  */
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * The tfjs name of a method's variable: `name` when it is free, else `name_1`, `name_2`, ... tfjs
+ * needs unique names, and two runs of one method may be alive at once (`--method auto` by
+ * successive halving suspends every candidate's run between epochs). Names key gradients and
+ * optimizer moments only: the numbers do not depend on them.
+ */
+export function trainingVariableName(name: string): string {
+  const taken = tf.engine().registeredVariables;
+  let out = name;
+  for (let k = 1; taken[out]; k++) out = `${name}_${k}`;
+  return out;
+}
 
 /** How a method maps its own variables to the weights the model computes with. */
 export interface Parameterization {

@@ -13,7 +13,7 @@
  *   so the values the device adds are the ones the model was trained with.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Parameterization } from '../method/contract.ts';
+import { trainingVariableName, type Parameterization } from '../method/contract.ts';
 import type { ValueCodec } from '../core/values.ts';
 import type { PatchSpec } from '../diff/build.ts';
 
@@ -85,8 +85,8 @@ export class SparseMask implements Parameterization {
         shape: b.shape,
         size,
         w0: tf.tensor(b.values, b.shape, 'float32'),
-        d: tf.variable(initial?.has(b.name) ? tf.tensor(initial.get(b.name) as Float32Array, b.shape, 'float32') : tf.zeros(b.shape), true, `nd_sparse_d/${b.name}`),
-        s: tf.variable(tf.fill(b.shape, opts.s0), true, `nd_sparse_s/${b.name}`),
+        d: tf.variable(initial?.has(b.name) ? tf.tensor(initial.get(b.name) as Float32Array, b.shape, 'float32') : tf.zeros(b.shape), true, trainingVariableName(`nd_sparse_d/${b.name}`)),
+        s: tf.variable(tf.fill(b.shape, opts.s0), true, trainingVariableName(`nd_sparse_s/${b.name}`)),
         alive: tf.variable(tf.ones(b.shape), false),
       };
       this.tensors.set(b.name, st);

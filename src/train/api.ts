@@ -9,7 +9,7 @@ export { train, baseKind, type TrainOptions, type TrainResult, type TrainProgres
 export { trainDiff, competingPayload, TRAIN_METHODS, type TrainMethod, type TrainDiffOptions, type TrainDiffResult, type CompetingResult } from './train-diff.ts';
 export { payloadCloseness, type PayloadCloseness } from './target-closeness.ts';
 export { calibrationMeasure, chooseOnCalibration, outputImportance, inputMoments, type CalibrationMeasure, type CalibrationCloseness, type CalibrationCandidate, type CandidateScore, type ImportanceOptions, type InputMomentsOptions } from './calibrate.ts';
-export { trainAuto, AUTO_CANDIDATES, type AutoCandidate, type AutoResult } from './auto.ts';
+export { trainAuto, AUTO_CANDIDATES, AUTO_SEARCHES, type AutoCandidate, type AutoResult, type AutoSearch, type HalvingFigure, type HalvingRound } from './auto.ts';
 export type { TeacherLoss, TeacherMetric } from './teacher.ts';
 export type { InputData } from './data.ts';
 export { initBackend, type TrainBackendName, type InitBackendOptions } from '../engine/backend.ts';

@@ -16,7 +16,7 @@ import { storedModelBytes } from '../diff/build.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import { checkOutputPath, writeUpdatedModel } from '../io/model-paths.ts';
 import { exampleCount, loadDistillFolders, loadFolder, type InputFile } from './data-folders.ts';
-import { autoChoiceLine, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore, lossText } from './front-settings.ts';
+import { autoChoiceLines, distillStreamMetrics, methodMetrics, programResultLines, programTrainOptions, settleDefaultMethod, trainingWhat, worseThanBaseWarning, writtenMethod, type ProgramSettings, type TrainSettings, epochScore, lossText } from './front-settings.ts';
 import { artifactsOf, samePorts, keptTrainable, structuralFolderTeacher, structuralLines, structuralMetrics, wrapLearnedFolder, writeRebuiltFolder } from './structural-teacher.ts';
 import { TfjsFilesStore } from '../io/tfjs/files-store.ts';
 import type { WeightStore } from '../core/weight-store.ts';
@@ -84,7 +84,7 @@ export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: Tr
   const total = storedModelBytes(store);
   const budgetBytes = a.method === 'full' ? 0 : parseBudget(a.budget, total);
   const examples = exampleCount(train.data);
-  io.progress(`backend ${describeBackend(backend)}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes))}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
+  io.progress(`backend ${describeBackend(backend)}; base ${a.base} (graph model): ${store.list().filter((t) => t.patchable !== false).length} float tensors, ${formatBytes(total)} as stored; ${trainingWhat(a.method, formatBytes(budgetBytes), a.autoSearch)}; ${examples} training examples${train.data.labels ? '' : ' (unlabeled)'}${teacher ? `; teacher ${a.teacher} (${teacherFormat === 'graph-model' ? 'graph model' : 'layers model'})` : ''}`);
   try {
     const res = await trainTfjsGraphDiff(model, store, train.data, {
       ...programTrainOptions(a, { budgetBytes, val, evalData, distillInputs, shared: train.shared, modelId, trainable, progress: (m) => io.progress(m), warn: (m) => io.warn(m) }),
@@ -93,7 +93,7 @@ export async function trainGraphFront(a: TrainSettings & ProgramSettings, io: Tr
       onProgress: (m) => io.progress(m),
       onEpoch: (r) => epochEvent(io, r, `epoch ${r.epoch}/${r.epochs} loss ${lossText(r.loss)}${epochScore(r.trainAccuracy, !!train.data.labels)} · ${r.samplesPerSecond.toFixed(1)} examples/s`),
     });
-    if (res.auto) io.progress(autoChoiceLine(res.auto));
+    if (res.auto) for (const l of autoChoiceLines(res.auto)) io.progress(l);
     // A teacher of another structure: the learned payload (from the intermediate) inside a structural payload from the base.
     const built = plan ? await wrapLearnedFolder(plan, baseFiles, res.bytes) : undefined;
     const outBytes = built ? built.bytes : res.bytes;

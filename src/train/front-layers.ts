@@ -17,10 +17,10 @@ import { checkOutputPath, parseExpiry, readPayloadFile, writeUpdatedModel } from
 import type { InputData, LabelledData } from './data.ts';
 import type { EpochReport } from './loop.ts';
 import type { TrainDiffOptions } from './options.ts';
-import type { AutoResult } from './auto.ts';
+import type { AutoResult, AutoSearch } from './auto.ts';
 import { importWithTrainerPeers } from './peer.ts';
 import type { TrainableSpec } from './select.ts';
-import { autoCandidateLine, autoChoiceLine, distillStreamMetrics, settleDefaultMethod, worseThanBaseWarning, type TrainSettings, epochScore, lossText } from './front-settings.ts';
+import { autoCandidateLine, autoChoiceLines, distillStreamMetrics, settleDefaultMethod, worseThanBaseWarning, type TrainSettings, epochScore, lossText } from './front-settings.ts';
 import { epochEvent, TfjsSource, trainModelId, writeMetrics, writeOut, wroteLine, type FrontResult, type TrainReporter } from './front-sources.ts';
 import type { StructuralFolderTeacher } from './structural-teacher.ts';
 
@@ -179,7 +179,7 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
     : `a ${a.method} diff within ${formatBytes(budgetBytes)} (${((100 * budgetBytes) / total).toFixed(2)}% of the model as stored)`;
   io.progress(`base ${a.base}: ${disk.list().length} tensors, ${formatBytes(total)} as stored; ${what}; ${count(train)} training examples${train.y ? '' : ' (unlabeled)'}${a.replay ? ` (${(train.replay as Uint8Array).reduce((n, r) => n + r, 0)} replayed)` : ''}${val ? `, ${count(val)} for validation` : ''}${evalData ? `, ${count(evalData)} for evaluation` : ''}; tuning ${a.tune}${teacher ? `; teacher ${a.teacher}` : ''}`);
   try {
-    const options: Omit<TrainDiffOptions, 'method'> = {
+    const options: Omit<TrainDiffOptions, 'method'> & { autoSearch?: AutoSearch } = {
       budgetBytes,
       epochs: a.epochs,
       ...(a.batchSize !== undefined ? { batchSize: a.batchSize } : {}),
@@ -197,6 +197,7 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
       allowWorse: a.allowWorse,
       distill: a.distill,
       alsoConsider: competitors,
+      autoSearch: a.autoSearch,
       ...(a.sparseShare !== undefined ? { sparseShare: a.sparseShare } : {}),
       ...(distillInputs.length ? { distillInputs, distillMix: a.distillMix ?? 0.5 } : {}),
       ...(a.augment && a.augment !== 'none' ? { augment: a.augment } : {}),
@@ -212,7 +213,7 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
       ? await trainAuto(model, train, options, (c) => io.progress(autoCandidateLine(c)))
       : await trainDiff(model, train, { ...options, method: a.method });
     const auto = 'auto' in res ? (res as AutoResult).auto : undefined;
-    if (auto) io.progress(autoChoiceLine(auto));
+    if (auto) for (const l of autoChoiceLines(auto)) io.progress(l);
     const method = auto ? auto.chosen : a.method;
     // A teacher of another structure: the learned payload (from the intermediate) inside a structural payload from the base.
     const built = plan && structural ? await structural.wrapLearnedFolder(plan, baseFiles, res.bytes) : undefined;

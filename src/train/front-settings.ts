@@ -21,6 +21,7 @@ export { lossText } from './loss-text.ts';
 /** The options of `train()` that take one of a few words: `ndiff train`'s choices. */
 export const TRAIN_CHOICES: readonly Choice[] = [
   ['method', '--method', [...TRAIN_METHODS, 'auto']],
+  ['autoSearch', '--auto-search', ['halving', 'exhaustive']],
   ['tune', '--tune', ['quick', 'thorough', 'off']],
   ['store', '--store', ['stored', 'float32']],
   ['backend', '--backend', ['auto', 'wasm', 'native', 'cpu', 'tensorflow']],
@@ -33,8 +34,10 @@ export const TRAIN_CHOICES: readonly Choice[] = [
 
 /** A training's options with every default settled: what each kind of base trains from (`ndiff train`'s arguments by the same names). */
 export interface TrainSettings {
-  /** A method, or `auto`: every candidate trained, the best on validation kept. */
+  /** A method, or `auto`: the candidate best on validation kept. */
   method: TrainMethod | 'auto';
+  /** With `auto`: successive halving on validation (`halving`) or every candidate trained to its end (`exhaustive`). */
+  autoSearch: 'halving' | 'exhaustive';
   /** The base's path, or `base` when it was given as bytes. */
   base: string;
   /** The base's bytes, when given so (an .onnx or .tflite file's). */
@@ -177,6 +180,7 @@ export function programTrainOptions(
 ) {
   return {
     method: a.method,
+    autoSearch: a.autoSearch,
     onCandidate: (c: AutoCandidate) => p.progress(autoCandidateLine(c)),
     ...(p.warn ? { onWarning: p.warn } : {}),
     budgetBytes: p.budgetBytes,
@@ -206,19 +210,32 @@ export function programTrainOptions(
 }
 
 /** What a training sets out to do, for its first progress line: `a sparse diff within 1.2 KB`. */
-export function trainingWhat(method: TrainMethod | 'auto', budget: string): string {
+export function trainingWhat(method: TrainMethod | 'auto', budget: string, autoSearch: 'halving' | 'exhaustive' = 'halving'): string {
   if (method === 'full') return 'a full fine-tune';
-  return method === 'auto' ? `the best on validation of lowbit, sparse, lora, sparse-lora and topk-retrain diffs within ${budget} (each trained in turn)` : `a ${method} diff within ${budget}`;
+  return method === 'auto' ? `the best on validation of lowbit, sparse, lora, sparse-lora and topk-retrain diffs within ${budget} (${autoSearch === 'halving' ? 'by successive halving: the worse half dropped each round, the last one trained to its end' : 'each trained in turn'})` : `a ${method} diff within ${budget}`;
 }
 
 /** One `auto` candidate's outcome as a progress line. */
 export function autoCandidateLine(c: AutoCandidate): string {
-  return `auto: ${c.method}: ${c.refused ? `refused (${c.refused.split(': ')[0]})` : `${c.bytes} bytes, validation ${c.scoreText}`}, ${c.seconds.toFixed(1)} s`;
+  const epochs = c.epochs !== undefined ? ` after ${c.epochs} epoch${c.epochs === 1 ? '' : 's'}` : '';
+  const figure = c.scoreText === undefined ? 'no checkpoint yet' : `${c.bytes} bytes, validation ${c.scoreText}`;
+  const what = c.refused ? `refused (${c.refused.split(': ')[0]})` : c.droppedAfterRound !== undefined ? `dropped after round ${c.droppedAfterRound} (${figure}${epochs})` : `${figure}${epochs}`;
+  return `auto: ${c.method}: ${what}, ${c.seconds.toFixed(1)} s`;
 }
 
-/** What `auto` chose, as a progress line. */
-export function autoChoiceLine(auto: AutoResult['auto']): string {
-  return `auto: chose ${auto.chosen} (${auto.candidates.filter((c) => !c.refused).length} of ${auto.candidates.length} candidates had a result)`;
+/**
+ * What `auto` chose, as progress lines: with halving, each round's figures first (every
+ * candidate's validation score and epochs at its end) and the time against the exhaustive
+ * search's estimate.
+ */
+export function autoChoiceLines(auto: AutoResult['auto']): string[] {
+  const had = `${auto.candidates.filter((c) => !c.refused && c.droppedAfterRound === undefined).length} of ${auto.candidates.length} candidates`;
+  if (auto.search !== 'halving' || !auto.rounds) return [`auto: chose ${auto.chosen} (${auto.candidates.filter((c) => !c.refused).length} of ${auto.candidates.length} candidates had a result)`];
+  const lines = auto.rounds.map((r) => `auto: round ${r.round} (${r.epochs === null ? 'to the end' : `${r.epochs} epochs each`}): ${r.figures.map((f) => `${f.method} ${f.refused ? 'refused' : f.scoreText ?? 'no checkpoint'} (${f.epochs} ep${f.dropped ? ', dropped' : ''})`).join('; ')}`);
+  const spent = auto.candidates.reduce((t, c) => t + c.seconds, 0);
+  const estimate = auto.exhaustiveSecondsEstimate ?? NaN;
+  lines.push(`auto: chose ${auto.chosen} by successive halving (${had} trained to the end) in ${spent.toFixed(1)} s; the exhaustive search (--auto-search exhaustive) would take about ${estimate.toFixed(1)} s (estimated), ${(estimate - spent).toFixed(1)} s saved`);
+  return lines;
 }
 
 /** The method a run wrote (`auto: lowbit` when auto chose it), for its result line. */

@@ -42,8 +42,15 @@ export interface TrainOptions extends QualityTargetOptions {
   teacher?: ModelInput;
   /** Training data: an x.npy/y.npy pair or folder (TF.js layers models), or a folder of one `<input>.npy` per model input. */
   train: string;
-  /** A method, or `auto` (each candidate trained, the best on validation kept). Default: lowbit toward a teacher that holds the base's weights, sparse otherwise. */
+  /** A method, or `auto` (the candidate best on validation kept, see `autoSearch`). Default: lowbit toward a teacher that holds the base's weights, sparse otherwise. */
   method?: TrainMethod | 'auto';
+  /**
+   * How `method: 'auto'` chooses: `halving` (default) starts every candidate, drops the worse half
+   * on validation after each round and continues the survivors where they stopped, the last one to
+   * its end (its payload is the one that method alone gives); `exhaustive` trains every candidate
+   * to its end and keeps the best (about one training per candidate).
+   */
+  autoSearch?: 'halving' | 'exhaustive';
   /**
    * Byte budget for the whole payload: `1%` of the model as stored (default), `40KB`, `40KiB`, or
    * bytes; or `auto`: the smallest budget of the grid (`budgetGrid`) whose payload meets the quality
@@ -209,6 +216,7 @@ function settle(o: TrainOptions): TrainSettings & ProgramSettings {
     teacherLoss: o.teacherLoss ?? 'auto',
     temperature: o.temperature ?? 1,
     sparseStart: o.sparseStart ?? 'auto',
+    autoSearch: o.autoSearch ?? 'halving',
     ...(o.sparseShare !== undefined ? { sparseShare: o.sparseShare } : {}),
     distillInputs: o.distillInputs ?? [],
     distillMix: o.distillMix ?? 0.5,

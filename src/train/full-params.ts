@@ -3,7 +3,7 @@
  * methods and `topk-retrain`).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Parameterization } from '../method/contract.ts';
+import { trainingVariableName, type Parameterization } from '../method/contract.ts';
 import type { TrainableTensor } from './sizing.ts';
 
 /** Fine-tune the model's own variables (the `full` method without storage grids). */
@@ -31,7 +31,7 @@ export class Shadow implements Parameterization {
   private readonly vars = new Map<string, tf.Variable>();
   constructor(tensors: TrainableTensor[]) {
     this.names = tensors.map((t) => t.name);
-    for (const t of tensors) this.vars.set(t.name, tf.variable(tf.tensor(t.values, t.shape, 'float32'), true, `nd_full/${t.name}`));
+    for (const t of tensors) this.vars.set(t.name, tf.variable(tf.tensor(t.values, t.shape, 'float32'), true, trainingVariableName(`nd_full/${t.name}`)));
   }
   effective(name: string): tf.Tensor {
     return (this.vars.get(name) as tf.Variable).clone();

@@ -128,6 +128,17 @@ export function outputsLogits(model: tf.LayersModel): boolean {
 
 /** Run the loop; returns per-epoch reports. */
 export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Parameterization, options: LoopOptions): EpochReport[] {
+  const epochs = trainEpochs(model, data, param, options);
+  for (let r = epochs.next(); ; r = epochs.next()) if (r.done) return r.value;
+}
+
+/**
+ * The loop as {@link trainLoop} runs it, yielding after each epoch (its report, `onEpoch`
+ * already called): a caller may suspend the run there and continue it later
+ * (src/train/auto-halving.ts) with nothing recomputed: the schedules, the optimizer and the
+ * batch order carry on as if it had not stopped. Returning early (`return()`) disposes the run.
+ */
+export function* trainEpochs(model: tf.LayersModel, data: LabelledData, param: Parameterization, options: LoopOptions): Generator<EpochReport, EpochReport[], undefined> {
   const vars = new Map<string, NamedVariable>(namedVariables(model).map((v) => [v.name, v]));
   const targets = param.names.map((n) => {
     const v = vars.get(n);
@@ -292,7 +303,9 @@ export function trainLoop(model: tf.LayersModel, data: LabelledData, param: Para
       const seconds = (performance.now() - t0) / 1000;
       const report: EpochReport = { epoch, epochs: options.epochs, loss: lossSum / n, trainAccuracy: options.target?.teacher.segments.some((g) => g.values) ? NaN : correct / n, seconds, samplesPerSecond: n / seconds, status: param.status?.() ?? {} };
       reports.push(report);
-      if (options.onEpoch?.(report) === true) break;
+      const stop = options.onEpoch?.(report) === true;
+      yield report;
+      if (stop) break;
     }
   } finally {
     compiled?.dispose();

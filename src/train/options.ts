@@ -208,6 +208,15 @@ export interface TrainDiffOptions {
   onEpoch?: (r: EpochReport) => void;
   onBatch?: (b: { epoch: number; batch: number; batches: number; loss: number }) => void;
   onProgress?: (message: string) => void;
+  /**
+   * Awaited after every epoch of every run (tuning trials included), with the best checkpoint of
+   * the method's own payload so far (none yet: in a full fine-tune the method starts from, or a
+   * sparse mask's soft phase). The run may be suspended there and continued later exactly as it
+   * would have gone on (src/train/auto-halving.ts), or stopped by throwing: the run's resources are
+   * freed and the error comes out of `trainDiff`. The model's weights must be as the run left them
+   * when the promise settles.
+   */
+  pause?: (at: { best?: { score: number; scoreText: string; bytes: number } }) => Promise<void>;
 }
 
 /** One learning rate tried, and what it gave on validation. */

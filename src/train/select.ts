@@ -115,6 +115,12 @@ export function selectTrainable(model: tf.LayersModel, spec: TrainableSpec): { c
 // ---------------------------------------------------------------------------------------------
 // Memory
 
+/** Whether `e` is the error tfjs-backend-wasm gives when its 4 GiB memory is exhausted. */
+export function isOutOfMemory(e: unknown): boolean {
+  const m = e instanceof Error ? e.message : String(e);
+  return /memory access out of bounds|Aborted\(OOM\)|Cannot enlarge memory|Array buffer allocation failed|out of memory/i.test(m.slice(0, 2000));
+}
+
 /**
  * Bytes one training step needs per example: every layer's output is kept for the backward pass
  * along with its gradient, and a layer whose weights train also needs their gradient's scratch

@@ -56,13 +56,13 @@ import { Identity, Shadow } from './full-params.ts';
 import { checkThreads, defaultThreads, type TrainingPool } from './parallel/pool.ts';
 import { startTrainingThreads, stopTrainingThreads } from './parallel/threads.ts';
 import { frozenPrefixCache, type FrozenPrefixCache } from './prefix-cache.ts';
-import { outputsLogits, sayOnce, trainLoop, TrainingDiverged, type EpochReport, type Teacher } from './loop.ts';
+import { outputsLogits, sayOnce, trainEpochs, TrainingDiverged, type EpochReport, type Teacher } from './loop.ts';
 import { ForwardPlans, forwardSwitch } from '../engine/compiled/forward.ts';
 import type { Parameterization } from '../method/contract.ts';
 import { modelToStore, namedVariables, setModelWeights } from '../engine/model-weights.ts';
 import type { TrainDiffOptions, TrainDiffResult, TuneMode, TuningCandidate } from './options.ts';
 import { silenceTfjsNodeBanner } from '../engine/quiet.ts';
-import { activationsPerExample, chooseBatchSize, maxBatchSize, selectTrainable } from './select.ts';
+import { activationsPerExample, chooseBatchSize, isOutOfMemory, maxBatchSize, selectTrainable } from './select.ts';
 import { chooseBucketCounts, chooseLoraRanks, denseCodec, estimateSparseCount, type TrainableTensor } from './sizing.ts';
 import { augmentOf, trainWithAugmentAuto, widerStream } from './distill-stream.ts';
 import { closeness, closenessScore, describeCloseness, outputRows, prepareTeacher, withLabels, type Closeness, type PreparedTeacher } from './teacher.ts';
@@ -95,12 +95,6 @@ const DEFAULT_LOWBIT_LR = 1e-2;
 const DEFAULT_PREFIX_CACHE_BYTES = 512 * 1024 * 1024;
 /** sparse-lora: the sparse shares trained at the tuned rate besides the 0.5 it was tuned at. */
 const SPLITS_TRIED = [0.25, 0.75];
-
-/** The error tfjs-backend-wasm gives when its 4 GiB memory is exhausted. */
-function isOutOfMemory(e: unknown): boolean {
-  const m = e instanceof Error ? e.message : String(e);
-  return /memory access out of bounds|Aborted\(OOM\)|Cannot enlarge memory|Array buffer allocation failed|out of memory/i.test(m.slice(0, 2000));
-}
 
 /**
  * Train a diff of `model` (holding the base weights) on `train`. The model is left holding the
@@ -397,7 +391,8 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     let lowbitStart: TensorPatch[] | undefined;
     /** Distilled lowbit with its codes trained too: the change each tensor's codes were rounded from. */
     let lowbitDeltas: Map<string, Float32Array> | undefined;
-    const runOnce = (kind: Kind, lr: number, data: LabelledData, n: number, candidateKind: TuningCandidate['kind'], retrainPositions?: Map<string, Uint32Array>, share?: number): Checkpoint | undefined => {
+    let methodBest: Checkpoint | undefined; // the best checkpoint of the method's own payload so far (told to `pause`)
+    const runOnce = async (kind: Kind, lr: number, data: LabelledData, n: number, candidateKind: TuningCandidate['kind'], retrainPositions?: Map<string, Uint32Array>, share?: number): Promise<Checkpoint | undefined> => {
       const started = performance.now();
       const label = `${kind === 'retrain' ? 'retrain' : kind}${share !== undefined ? ` sparse share ${share}` : ''} lr ${lr.toExponential(1)}${candidateKind === 'trial' ? ' (trial)' : ''}`;
       progress(`${label}: ${n} epoch(s) on ${data.y.length} examples`);
@@ -415,6 +410,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         const c = checkpointOf(built, `${label} ${at}`, lr, keepWeights);
         if (!c.collapsed) allCollapsed = false;
         const improved = better(c, best);
+        if (kind !== 'full' || method === 'full') methodBest = better(c, methodBest) ? c : methodBest;
         if (improved) {
           best = c;
           sinceBest = 0;
@@ -423,8 +419,8 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         return val !== undefined && sinceBest >= patience;
       };
       const teacher = teacherOf(data);
-      const loop = (param: Parameterization, optimizerFor: (v: string) => tf.Optimizer, count: number, offset: number, of: number, afterEpoch?: (r: EpochReport) => boolean) =>
-        trainLoop(model, data, param, {
+      const loop = async (param: Parameterization, optimizerFor: (v: string) => tf.Optimizer, count: number, offset: number, of: number, afterEpoch?: (r: EpochReport) => boolean) => {
+        const epochs = trainEpochs(model, data, param, {
           ...(teacher ? { teacher } : {}),
           ...(teach ? { target: { rows: teacherRowsOf(data), teacher: teach.target } } : {}),
           ...(augment && teach ? { augment: { transform: augment, teacher: teach.model, forward: teach.forward } } : {}),
@@ -455,6 +451,9 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
             return afterEpoch?.(report) ?? false;
           },
         });
+        const pause = options.pause;
+        for (const _epoch of epochs) if (pause) await pause({ best: methodBest && { score: methodBest.score, scoreText: methodBest.scoreText, bytes: methodBest.built.bytes.length } });
+      };
       const modelVars = new Map(namedVariables(model).map((v) => [v.name, v]));
       const restoreBase = () => setModelWeights(model, (name) => (shapes.has(name) ? base.values(name) : undefined));
       try {
@@ -474,7 +473,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
             return out;
           };
           try {
-            loop(param, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, specsNow(), fullHeader, digests), `epoch ${r.epoch}`, true));
+            await loop(param, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, specsNow(), fullHeader, digests), `epoch ${r.epoch}`, true));
           } finally {
             opt.dispose();
             param.dispose();
@@ -494,7 +493,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
               positions = retrainPositions as Map<string, Uint32Array>;
             } else {
               progress(`  sparse: about ${estimate} of ${mask.total} weights fit ${options.budgetBytes} bytes as ${codec}; ${softEpochs} soft-mask epoch(s), ${hardEpochs} hard-mask epoch(s)`);
-              loop(mask, (v) => (mask.isScore(v) ? optS : optD), softEpochs, 0, n);
+              await loop(mask, (v) => (mask.isScore(v) ? optS : optD), softEpochs, 0, n);
               // The exact mask: the largest effective changes that fit the budget with the real encoder.
               const ranking = new MagnitudeRanking(mask.effectiveDeltas());
               const k = largestFitting(ranking.total, (k) => payloadSize(ranking.specs(k, codec), shapes, header) <= options.budgetBytes);
@@ -505,7 +504,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
             if (hardEpochs) {
               const optH = adam(lr);
               try {
-                loop(mask, () => optH, hardEpochs, softEpochs, n, (r) => !skip(r) && consider(buildPayload(hasher, base, mask.specs(), header, digests), `epoch ${r.epoch}`));
+                await loop(mask, () => optH, hardEpochs, softEpochs, n, (r) => !skip(r) && consider(buildPayload(hasher, base, mask.specs(), header, digests), `epoch ${r.epoch}`));
               } finally {
                 optH.dispose();
               }
@@ -520,7 +519,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const param = new LowBitScales(new Map(patches.map((p) => [p.name, { shape: shapes.get(p.name) as number[], values: base.values(p.name) }])), patches, kind === 'lowbit-codes' ? lowbitDeltas : undefined);
           const opt = adam(lr);
           try {
-            loop(param, () => opt, n, 0, n, (r) => {
+            await loop(param, () => opt, n, 0, n, (r) => {
               if (skip(r)) return false;
               // The same codes, scales and factors as the post-hoc payload; a wider exponent could
               // add a byte, and a payload over the budget is never a checkpoint.
@@ -538,7 +537,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const hb = new HashedBuckets(tensors, counts, seed, signed, codec);
           const opt = adam(lr);
           try {
-            loop(hb, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, hb.specs(), header, digests), `epoch ${r.epoch}`));
+            await loop(hb, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, hb.specs(), header, digests), `epoch ${r.epoch}`));
           } finally {
             hb.dispose();
             opt.dispose();
@@ -558,7 +557,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const optW = adam(lr);
           let scores: Map<string, Float32Array>;
           try {
-            loop(warm, () => optW, 1, 0, n + 1);
+            await loop(warm, () => optW, 1, 0, n + 1);
             scores = warm.scores();
           } finally {
             warm.dispose();
@@ -576,7 +575,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const joint = new SparseLowRank(tensors, ranks, positions, seed, codec);
           const opt = adam(lr);
           try {
-            loop(joint, () => opt, n, 1, n + 1, (r) => !skip(r) && consider(buildPayload(hasher, base, joint.specs(shapes), header, digests), `epoch ${r.epoch}`));
+            await loop(joint, () => opt, n, 1, n + 1, (r) => !skip(r) && consider(buildPayload(hasher, base, joint.specs(shapes), header, digests), `epoch ${r.epoch}`));
           } finally {
             joint.dispose();
             opt.dispose();
@@ -588,7 +587,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
           const adapters = new LowRankAdapters(tensors, ranks, seed, codec);
           const opt = adam(lr);
           try {
-            loop(adapters, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, adapters.specs(), header, digests), `epoch ${r.epoch}`));
+            await loop(adapters, () => opt, n, 0, n, (r) => !skip(r) && consider(buildPayload(hasher, base, adapters.specs(), header, digests), `epoch ${r.epoch}`));
           } finally {
             adapters.dispose();
             opt.dispose();
@@ -612,7 +611,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     };
 
     /** Tune the learning rate of `kind` (see src/train/tuning.ts); the best checkpoint over every run. */
-    const tuned = (kind: Kind, defaultLr: number, retrainPositions?: Map<string, Uint32Array>, share?: number): Checkpoint =>
+    const tuned = (kind: Kind, defaultLr: number, retrainPositions?: Map<string, Uint32Array>, share?: number): Promise<Checkpoint> =>
       searchLearningRate((lr, data, candidateKind) => runOnce(kind, lr, data, epochs, candidateKind, retrainPositions, share), {
         mode: tune, what: kind, lr0: options.learningRate ?? defaultLr, trainData, seed, candidates, owned, progress,
       });
@@ -628,7 +627,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       } else if (options.fullWeights && method !== 'full') {
         fullWeights = new Map(options.fullWeights);
       } else {
-        const f = tuned('full', DEFAULT_FULL_LR);
+        const f = await tuned('full', DEFAULT_FULL_LR);
         fullWeights = f.weights as Map<string, Float32Array>;
         chosen = f;
       }
@@ -636,12 +635,12 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
     if (method === 'full') {
       chosen = chosen!;
     } else if (method === 'sparse' || method === 'hash' || method === 'lora') {
-      chosen = tuned(method, DEFAULT_DIFF_LR);
+      chosen = await tuned(method, DEFAULT_DIFF_LR);
       // sparseStart auto: also from the teacher's change, when the teacher has the base's weights;
       // validation keeps the closer (a fine-tune's change is a good start, a retrained model's is not).
       if (method === 'sparse' && teach && val && (options.sparseStart ?? 'auto') === 'auto' && hasBaseWeights()) {
         sparseFromTeacher = true;
-        const fromTeacher = tuned('sparse', DEFAULT_DIFF_LR);
+        const fromTeacher = await tuned('sparse', DEFAULT_DIFF_LR);
         sparseFromTeacher = false;
         progress(`sparse: from zero ${chosen.scoreText}, from the teacher's change ${fromTeacher.scoreText} on validation (sparseStart auto; zero or teacher trains one)`);
         if (better(fromTeacher, chosen)) chosen = fromTeacher;
@@ -651,10 +650,10 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
       // The learning rate is tuned at one split; the other splits train once at that rate, and
       // validation keeps the best (the split is a property of the update: few large changes or
       // many small ones).
-      chosen = tuned(method, DEFAULT_COMPOSITE_LR, undefined, fixed ?? 0.5);
+      chosen = await tuned(method, DEFAULT_COMPOSITE_LR, undefined, fixed ?? 0.5);
       if (fixed === undefined && tune !== 'off' && val) {
         for (const share of SPLITS_TRIED) {
-          const k = runOnce(method, chosen.learningRate, trainData, epochs, 'full', undefined, share);
+          const k = await runOnce(method, chosen.learningRate, trainData, epochs, 'full', undefined, share);
           if (k && better(k, chosen)) chosen = k;
         }
       }
@@ -676,7 +675,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         if (k === 0) throw new BudgetError(`a budget of ${options.budgetBytes} bytes leaves no room for any value after the header: raise the budget`);
         const positions = new Map(ranking.specs(k, codec).map((s) => [s.name, (s as { positions: Uint32Array }).positions]));
         progress(`topk-retrain: mask of the ${k} largest changes of the ${teach ? 'teacher' : 'full fine-tune'}; retraining them from the base`);
-        chosen = tuned('retrain', DEFAULT_DIFF_LR, positions);
+        chosen = await tuned('retrain', DEFAULT_DIFF_LR, positions);
       } else if (method === 'lowbit') {
         // The post-hoc lowbit payload of the change, then its scales and factors distilled toward
         // the teacher (or trained on the labels); the post-hoc payload competes as a checkpoint.
@@ -697,12 +696,13 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         progress(`lowbit: post hoc ${post.bytes.length} bytes (${describeWidths(post.allocation)}), validation ${start.scoreText}; its scales${post.allocation.some((a) => a.rank) ? ' (of codes and of low-rank factor vectors)' : ''} now train`);
         lowbitStart = post.payload.patches;
         lowbitDeltas = trained;
-        chosen = lowbitStart.length ? tuned('lowbit', DEFAULT_LOWBIT_LR) : start;
+        methodBest = start;
+        chosen = lowbitStart.length ? await tuned('lowbit', DEFAULT_LOWBIT_LR) : start;
         // The codes trained too (straight through their rounding), from the same start: the one
         // closer to the teacher on validation is kept (BitDelta's scales alone plateau where a
         // retrained model needs other codes).
         if (lowbitStart.length && options.lowbitCodes !== false) {
-          const codes = tuned('lowbit-codes', DEFAULT_LOWBIT_LR);
+          const codes = await tuned('lowbit-codes', DEFAULT_LOWBIT_LR);
           progress(`lowbit: scales alone ${chosen.scoreText}, codes and scales ${codes.scoreText} on validation`);
           if (better(codes, chosen)) chosen = codes;
         }

@@ -10,7 +10,7 @@ import { better, type Checkpoint } from './checkpoint.ts';
 import type { TuneMode, TuningCandidate } from './options.ts';
 
 /** One run at a learning rate on some data: its best checkpoint, or none (diverged before any). */
-export type RunAt = (lr: number, data: LabelledData, kind: TuningCandidate['kind']) => Checkpoint | undefined;
+export type RunAt = (lr: number, data: LabelledData, kind: TuningCandidate['kind']) => Promise<Checkpoint | undefined>;
 
 /** What a search needs besides the run itself. */
 export interface SearchContext {
@@ -51,10 +51,17 @@ export function checkTrainingRun(o: { learningRate?: number; epochs: number }): 
   throw new UsageError(`epochs must be a whole number of at least 1 (passes over the training data), found ${typeof o.epochs === 'number' ? o.epochs : JSON.stringify(o.epochs) ?? 'nothing'}: pass one, e.g. 10`);
 }
 
-/** Tune the learning rate (see the module doc); the best checkpoint over every run. */
-export function searchLearningRate(run: RunAt, c: SearchContext): Checkpoint {
+/**
+ * Tune the learning rate (see the module doc); the best checkpoint over every run. The rate is
+ * checked before any run (a bad one throws here, not in the promise).
+ */
+export function searchLearningRate(run: RunAt, c: SearchContext): Promise<Checkpoint> {
+  checkLearningRate(c.lr0);
+  return search(run, c);
+}
+
+async function search(run: RunAt, c: SearchContext): Promise<Checkpoint> {
   const { lr0, trainData, candidates } = c;
-  checkLearningRate(lr0);
   const firstCandidate = candidates.length;
   let best: Checkpoint | undefined;
   const offer = (k: Checkpoint | undefined) => {
@@ -62,7 +69,7 @@ export function searchLearningRate(run: RunAt, c: SearchContext): Checkpoint {
   };
   const ok = (k: Checkpoint | undefined) => k !== undefined && !k.collapsed;
   if (c.mode === 'off') {
-    offer(run(lr0, trainData, 'full'));
+    offer(await run(lr0, trainData, 'full'));
   } else if (c.mode === 'quick') {
     // Three rates on half the training data (seeded, stratified), then the best on all of
     // it: 1.5 runs of trials plus one. The rates bracket: the start and a third of it, then
@@ -72,21 +79,21 @@ export function searchLearningRate(run: RunAt, c: SearchContext): Checkpoint {
     const half = pick(trainData, part);
     c.owned.push(half);
     const trials: { lr: number; k: Checkpoint | undefined }[] = [];
-    const trial = (lr: number): void => {
-      const k = run(lr, half, 'trial');
+    const trial = async (lr: number): Promise<void> => {
+      const k = await run(lr, half, 'trial');
       trials.push({ lr, k });
       offer(k);
     };
-    trial(tidy(lr0));
-    trial(tidy(lr0 / 3));
+    await trial(tidy(lr0));
+    await trial(tidy(lr0 / 3));
     const [start, third] = trials;
     // Lower when the third won, or when the start diverged or collapsed.
     const lower = !ok(start.k) || (ok(third.k) && better(third.k as Checkpoint, start.k));
-    trial(tidy(lower ? lr0 / 9 : lr0 * 3));
+    await trial(tidy(lower ? lr0 / 9 : lr0 * 3));
     const winner = trials.filter((t) => ok(t.k)).sort((a, b) => (better(a.k as Checkpoint, b.k) ? -1 : 1))[0];
-    if (winner) offer(run(winner.lr, trainData, 'full'));
+    if (winner) offer(await run(winner.lr, trainData, 'full'));
   } else {
-    for (const lr of [lr0 * 10, lr0 * 3, lr0, lr0 / 3, lr0 / 10].map(tidy)) offer(run(lr, trainData, 'full'));
+    for (const lr of [lr0 * 10, lr0 * 3, lr0, lr0 / 3, lr0 / 10].map(tidy)) offer(await run(lr, trainData, 'full'));
   }
   // Recovery: every run diverged or collapsed; go below the lowest rate tried, 3x and then
   // 30x lower, until one does not.
@@ -94,7 +101,7 @@ export function searchLearningRate(run: RunAt, c: SearchContext): Checkpoint {
   for (let f = 3, tries = 0; !ok(best) && tries < 2; f *= 10, tries++) {
     const lr = tidy(lowest / f);
     c.progress(`no run gave a usable model (diverged or predicting one class): retrying at learning rate ${lr.toExponential(1)}`);
-    offer(run(lr, trainData, 'recovery'));
+    offer(await run(lr, trainData, 'recovery'));
   }
   if (!best) {
     throw new NoImprovementError(

@@ -19,8 +19,9 @@
  * on one thread (its carried states live in this one). On native one JavaScript thread trains
  * and the addon's threads run the kernels.
  *
- * `method: 'auto'` trains every candidate (trainAuto: lowbit, sparse, lora, sparse-lora,
- * topk-retrain) on the same examples and returns the best on validation, as for layers models.
+ * `method: 'auto'` chooses among the candidates (trainAuto: lowbit, sparse, lora, sparse-lora,
+ * topk-retrain) on the same examples by validation, as for layers models (successive halving, or
+ * every candidate trained with `autoSearch: 'exhaustive'`).
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError, UsageError } from '../../core/errors.ts';
@@ -28,7 +29,7 @@ import { seededRandom } from '../../core/random.ts';
 import type { WeightStore } from '../../core/weight-store.ts';
 import type { InputData, LabelledData } from '../data.ts';
 import { permutation } from '../data.ts';
-import { trainAuto, type AutoCandidate, type AutoResult } from '../auto.ts';
+import { trainAuto, type AutoCandidate, type AutoResult, type AutoSearch } from '../auto.ts';
 import type { TrainMethod } from '../methods.ts';
 import { trainDiff, type TrainDiffOptions, type TrainDiffResult } from '../train-diff.ts';
 import { checkTrainingRun } from '../tuning.ts';
@@ -42,10 +43,12 @@ export type { ProgramDataset } from '../../engine/program/datasets.ts';
 
 /** Options of {@link trainProgramDiff}: trainDiff's, with the examples of a graph and how its output reads. */
 export interface TrainProgramOptions extends Omit<TrainDiffOptions, 'base' | 'validation' | 'eval' | 'teacher' | 'method' | 'distillInputs'> {
-  /** A method, or `auto`: every candidate trained, the best on validation returned (its `auto` says which and how each did). */
+  /** A method, or `auto`: the candidate best on validation returned (its `auto` says which and how each did). */
   method: TrainMethod | 'auto';
-  /** With `auto`: called as each candidate finishes (its score, bytes and time, or why it has no result). */
+  /** With `auto`: called with each candidate's outcome (its score, bytes and time, or why it has no result). */
   onCandidate?: (c: AutoCandidate) => void;
+  /** With `auto`: how it searches (`halving`, the default, or `exhaustive`; src/train/auto.ts). */
+  autoSearch?: AutoSearch;
   /** Inputs fed the same to every example (Silero's `sr`). */
   shared?: Record<string, ProgramInputValues>;
   /** Validation examples, or the fraction held out of the training data (default 0.1; whole sequences for stateful models). */
@@ -210,7 +213,7 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
       options.onProgress?.(`${base.unreachable.length} weight tensors are not reached from the fed inputs (an If branch not taken) or have no finite gradient: they stay as they are (${named})`);
     }
     if (base.scalars.length) options.onProgress?.(`${base.scalars.length} scalar constants (exponents, epsilons) stay as they are`);
-    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, replay: _r, distillInputs: _d, method, onCandidate, ...rest } = options;
+    const { shared: _s, teacher: _t, state: _st, bpttFrames: _b, output: _o, outputKind: _k, teacherFlag: _f, validation: _v, eval: _e, replay: _r, distillInputs: _d, method, onCandidate, autoSearch, ...rest } = options;
     const distillInputs = wider.map((_, i) => dataOf(`distillation inputs ${i + 1}`, ...(ranges.get(`distillation inputs ${i + 1}`) as [number, number])));
     const trainOptions = {
       ...rest,
@@ -220,7 +223,7 @@ export async function trainProgramDiff(program: TrainableProgram, store: WeightS
       ...(validation !== undefined ? { validation: validation as LabelledData | number } : {}),
       ...(evalData ? { eval: evalData as LabelledData } : {}),
     };
-    const result: TrainDiffResult & { auto?: AutoResult['auto'] } = method === 'auto' ? await trainAuto(base.asLayersModel(), trainData, trainOptions, onCandidate) : await trainDiff(base.asLayersModel(), trainData, { ...trainOptions, method });
+    const result: TrainDiffResult & { auto?: AutoResult['auto'] } = method === 'auto' ? await trainAuto(base.asLayersModel(), trainData, { ...trainOptions, ...(autoSearch ? { autoSearch } : {}) }, onCandidate) : await trainDiff(base.asLayersModel(), trainData, { ...trainOptions, method });
     const evalOutputs = evalRange ? base.rawOutputs(...evalRange, evalForward) : undefined;
     const teacherEvalOutputs = evalRange && teacher ? teacher.rawOutputs(...evalRange) : undefined;
     return {
