@@ -14,8 +14,9 @@
  * - long checks that run in this process alone, never in the checkout, TMPDIR or a child process,
  *   and prove what a Node release cannot change, where other files exercise the same code on every
  *   release: the power-loss harness's sampled crash states (under /dev/shm: the order of an
- *   apply's file operations; the kill-based crash tests run everywhere) and the self-tuning
- *   training on MNIST (the trainer files run everywhere): {@link onceSkip}.
+ *   apply's file operations; the kill-based crash tests run everywhere), the self-tuning
+ *   training on MNIST and the library's training cases of test/train.test.ts (its `ndiff train`
+ *   cases and the other trainer files run everywhere): {@link onceSkip}.
  *
  * That keeps CI's three suite runs within its time on a busy machine.
  */
