@@ -15,8 +15,9 @@
  *   and prove what a Node release cannot change, where other files exercise the same code on every
  *   release: the power-loss harness's sampled crash states (under /dev/shm: the order of an
  *   apply's file operations; the kill-based crash tests run everywhere), the self-tuning
- *   training on MNIST and the library's training cases of test/train.test.ts (its `ndiff train`
- *   cases and the other trainer files run everywhere): {@link onceSkip}.
+ *   training on MNIST, the library's training cases of test/train.test.ts and
+ *   test/train-teacher.test.ts and the in-process ONNX cases of test/program-distill.test.ts
+ *   (their CLI cases and the other trainer files run everywhere): {@link onceSkip}.
  *
  * That keeps CI's three suite runs within its time on a busy machine.
  */
