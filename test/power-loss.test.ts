@@ -6,6 +6,15 @@
  * applier's recovery, with a whole state file that is never ahead of the weights. The same for
  * structural rebuilds (format v7) of a TF.js folder, an ONNX file and a LiteRT file, their files
  * compared byte for byte with the old and the new version's.
+ *
+ * The sampled crash states (minutes: hundreds of folders rebuilt and loaded, all under /dev/shm,
+ * never in the checkout or TMPDIR) are checked once per CI, in the suite on the machine's Node;
+ * the fresh-clone runs on newer Node releases skip them (test/helpers/benchmarks.ts). What they
+ * prove is the order of the apply's file operations, which a Node release, a checkout's path or
+ * TMPDIR does not change; the file operations themselves on those releases and paths are exercised
+ * there by the kill-based crash tests (test/crash-injection.test.ts, test/rebuild-crash.test.ts,
+ * test/gguf-crash.test.ts, test/safetensors-apply.test.ts; an update cut in its health check by
+ * test/pending-update.test.ts), and the persistence model's own cases below still run.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,8 +24,11 @@ import { crashStates, classify, imageAfter, type FolderImage, type FsOp } from '
 import { buildScenarios, checkState, harnessRoot, recordApply, runScenario, type PowerLossScenario, type ScenarioSummary } from './power-loss/harness.ts';
 import type { FileOps } from '../src/io/durable/durable.ts';
 import { checkCutDuringHealthCheck } from './power-loss/health-check-cut.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
+/** The sampled crash states: checked once per CI (see the top comment). */
+const sampled = { skip: onceSkip('the sampled power-loss crash states (under /dev/shm, the apply protocol\'s order) are') };
 const text = (image: FolderImage, name: string) => {
   const ino = image.names.get(name);
   return ino === undefined ? undefined : new TextDecoder().decode(image.data.get(ino));
@@ -60,7 +72,7 @@ describe('the persistence model', () => {
   });
 });
 
-describe('power loss during an apply (quick: a sample of the crash states)', () => {
+describe('power loss during an apply (quick: a sample of the crash states)', sampled, () => {
   let root: string;
   let scenarios: PowerLossScenario[];
   before(async () => {
@@ -135,7 +147,7 @@ describe('power loss during an apply (quick: a sample of the crash states)', () 
   });
 });
 
-describe('power loss during a structural rebuild (quick: a sample of the crash states)', () => {
+describe('power loss during a structural rebuild (quick: a sample of the crash states)', sampled, () => {
   let root: string;
   let scenarios: PowerLossScenario[];
   before(async () => {
@@ -214,7 +226,7 @@ describe('power loss during a structural rebuild (quick: a sample of the crash s
   });
 });
 
-describe('a power cut during the health check (issue 61, finding 1)', () => {
+describe('a power cut during the health check (issue 61, finding 1)', sampled, () => {
   let root: string;
   let scenarios: PowerLossScenario[];
   before(async () => {

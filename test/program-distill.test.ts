@@ -3,6 +3,12 @@
  * distillation inputs drawn in beside the update's own (src/train/distill-inputs.ts through
  * src/train/program/train-program.ts), and augmented steps whose inputs the model augments itself
  * (its `x` holds example ids), scored by the teacher on the very rows the student trains on.
+ *
+ * The four ONNX training cases that only train in this process (no file, folder or child process)
+ * are checked once per CI, in the suite on the machine's Node; the fresh-clone runs on newer Node
+ * releases skip them (test/helpers/benchmarks.ts) and run the TF.js graph model and LiteRT cases,
+ * which draw distillation inputs and augment through train() and `ndiff train` from folders in the
+ * clone's TMPDIR, and the refusals (test/onnx-train.test.ts trains ONNX programs there too).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,8 +34,12 @@ import { cnn, images, lstm, sequences } from './helpers/onnx-models.ts';
 import { mlpTflite } from './helpers/tflite-build.ts';
 import { cnnInputs, cnnWeights, layersCnn, retrained, SIDE, writeGraphCnn } from './helpers/graph-model.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
 
 await initBackend('wasm');
+
+/** The ONNX training cases run in this process alone: checked once per CI (see the top comment). */
+const inProcess = { skip: onceSkip('the in-process ONNX distillation and augmentation cases are') };
 
 const root = mkdtempSync(path.join(tmpdir(), 'nd-program-distill-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
@@ -72,7 +82,7 @@ function region(n: number, seed: number, half: 0 | 1): OnnxDataset {
   return { inputs: { x: { values, shape: [8] } } };
 }
 
-test('ONNX: wider distillation inputs bring the student closer to the teacher on their region than the update\'s inputs alone', async (t) => {
+test('ONNX: wider distillation inputs bring the student closer to the teacher on their region than the update\'s inputs alone', inProcess, async (t) => {
   const own = region(96, 1, 0);
   const evalWide = region(200, 9, 1);
   // A sparse diff from zero: what it learns comes from the stream alone (not from teacher − base).
@@ -87,7 +97,7 @@ test('ONNX: wider distillation inputs bring the student closer to the teacher on
   assert.ok(b.after.meanAbsDiff < a.after.meanAbsDiff);
 });
 
-test('ONNX: empty distillation inputs change nothing (the same bytes); the same seed gives the same bytes', async () => {
+test('ONNX: empty distillation inputs change nothing (the same bytes); the same seed gives the same bytes', inProcess, async () => {
   const own = images(64, 2);
   const plain = (await trainOnnxDiff(v1, own, common)).bytes;
   assert.deepEqual((await trainOnnxDiff(v1, own, { ...common, distillInputs: [] })).bytes, plain);
@@ -102,7 +112,7 @@ test('ONNX: empty distillation inputs change nothing (the same bytes); the same 
 /** Rows of `[n, 64]` values as keys, to tell which inputs a program was run on. */
 const rowKeys = (values: Float32Array) => Array.from({ length: values.length / 64 }, (_, i) => Array.from(values.subarray(i * 64, i * 64 + 64), (v) => v.toFixed(5)).join(','));
 
-test('ONNX: augment noise: the teacher scores the augmented batch the student trains on, every step, and the same seed gives the same bytes', async () => {
+test('ONNX: augment noise: the teacher scores the augmented batch the student trains on, every step, and the same seed gives the same bytes', inProcess, async () => {
   const own = images(64, 4);
   const given = new Set(rowKeys(own.inputs.x.values as Float32Array));
   const student = new OnnxProgram(v1, { source: 'cnn.onnx' });
@@ -135,7 +145,7 @@ test('ONNX: augment noise: the teacher scores the augmented batch the student tr
   assert.deepEqual((await trainOnnxDiff(v1, own, { ...common, augment: 'none' })).bytes, plain);
 });
 
-test('ONNX: augment auto tries what fits the input ([1, 8, 8] seen as [8, 8, 1]: a spectrogram\'s and any input\'s) against none, and writes the kept run\'s bytes', async () => {
+test('ONNX: augment auto tries what fits the input ([1, 8, 8] seen as [8, 8, 1]: a spectrogram\'s and any input\'s) against none, and writes the kept run\'s bytes', inProcess, async () => {
   const own = images(64, 6);
   const r = await trainOnnxDiff(v1, own, { ...common, augment: 'auto', validation: 0.2 });
   const a = r.augmentation as NonNullable<typeof r.augmentation>;

