@@ -23,6 +23,10 @@ import { trainDiff } from '../src/train/train-diff.ts';
 import { autoCandidateLine, autoChoiceLines } from '../src/train/front-settings.ts';
 import type { TrainDiffOptions } from '../src/train/options.ts';
 import { seeded } from './helpers/graph-model.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+/** In-process training only (no file, folder, TMPDIR or child process): checked once per CI, in the in-place suite. */
+const once = onceSkip('the successive-halving searches (in-process training only) are');
 
 await initBackend('cpu');
 
@@ -74,7 +78,7 @@ async function alone(student: tf.LayersModel, x: tf.Tensor2D, options: Common, m
   return (await trainDiff(student, { x }, { ...options, method })).bytes;
 }
 
-test('halving chooses what the exhaustive search chooses, ships the bytes that method alone gives, in fewer epochs, and reports every round', async () => {
+test('halving chooses what the exhaustive search chooses, ships the bytes that method alone gives, in fewer epochs, and reports every round', { skip: once }, async () => {
   // A rank-1 change of h2: u vᵀ.
   const r = seeded(7);
   const u = Float32Array.from({ length: HIDDEN }, () => r());
@@ -120,7 +124,7 @@ test('halving chooses what the exhaustive search chooses, ships the bytes that m
   }
 });
 
-test('a sparse winner cut into rounds (its mask annealed over the whole run) ships the bytes sparse alone gives', async () => {
+test('a sparse winner cut into rounds (its mask annealed over the whole run) ships the bytes sparse alone gives', { skip: once }, async () => {
   // A few large changes: what a sparse mask carries, and a rank-limited adapter does not.
   const r = seeded(3);
   const picked = new Set(Array.from({ length: 40 }, () => Math.floor(((r() + 1) / 2) * HIDDEN * HIDDEN)));
