@@ -62,7 +62,7 @@ test('diff() refuses a word outside each option\'s choices before reading the mo
 test('train() refuses a word outside each option\'s choices before loading anything, as ndiff train refuses the flag', async () => {
   const data = path.join(root, 'no-data');
   mkdirSync(data, { recursive: true });
-  const flagged = new Map<string, string>([['method', 'sparse-mask'], ['tune', 'fast'], ['store', 'f32'], ['backend', 'gpu'], ['step', 'fast'], ['codec', 'i4'], ['teacherLoss', 'l1'], ['sparseStart', 'one'], ['outputKind', 'logit-ish']]);
+  const flagged = new Map<string, string>([['method', 'sparse-mask'], ['tune', 'fast'], ['store', 'f32'], ['backend', 'gpu'], ['step', 'fast'], ['codec', 'i4'], ['teacherLoss', 'l1'], ['sparseStart', 'one'], ['outputKind', 'logit-ish'], ['autoSearch', 'greedy']]);
   assert.deepEqual(TRAIN_CHOICES.map(([name]) => name).sort(), [...flagged.keys()].sort());
   for (const [name, flag, choices] of TRAIN_CHOICES) {
     const found = flagged.get(name) as string;
