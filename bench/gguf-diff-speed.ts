@@ -35,7 +35,7 @@ const arg = (name: string, fallback: string) => {
   return i > 0 ? process.argv[i + 1] : fallback;
 };
 
-/** What a child prints: its time, the payload's size and digest, the chunks coded each way. */
+/** What a child prints: its time, the payload's size and digest, and its chunk count. */
 interface DiffFigures {
   seconds: number;
   payloadBytes: number;

@@ -8,7 +8,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { diff, UsageError } from 'neural-diff';
@@ -47,7 +47,7 @@ test('chunks coded by two worker threads: the bytes one thread writes, applied i
     // The workers stay for the next diff (the on-grid search diffs several times).
     assert.deepEqual(diffGgufModels(hasher, a.model, b.model, { modelId: 'm', sequence: 1, createdBy: 'test', coders }).payload, one.payload);
     const device = join(dir, 'device.gguf');
-    await import('node:fs/promises').then((fs) => fs.copyFile(pair.v1, device));
+    copyFileSync(pair.v1, device);
     assert.equal((await applyToGgufFile(device, two.payload, { state: null })).status, 'applied');
     assert.equal(Buffer.compare(readFileSync(device), readFileSync(pair.v2)), 0);
   } finally {

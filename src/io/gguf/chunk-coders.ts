@@ -13,8 +13,9 @@
  * diff until {@link GgufChunkCoders.close}.
  */
 import os from 'node:os';
-import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
 import { DiffWorkerError, UsageError } from '../../core/errors.ts';
+import { startModuleWorker } from '../worker-thread.ts';
 import type { GgufChunkCoderPool, GgufChunkInput } from './diff.ts';
 import type { GgufChunkCoding } from './payload.ts';
 
@@ -49,20 +50,6 @@ export function defaultDiffThreads(): number {
   return Math.max(1, Math.min(8, os.availableParallelism()));
 }
 
-/**
- * Start the worker file. Built code starts `chunk-coder-worker.js`; from source (run through tsx)
- * the worker is a .ts file and Node does not hand tsx's loader to worker threads, so a two-line
- * bootstrap registers it in the new thread first.
- */
-function startWorker(setup: ChunkCoderSetup): Worker {
-  const options = { workerData: setup, transferList: [setup.port] as never[] };
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./chunk-coder-worker.js', import.meta.url), options);
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const file = new URL('./chunk-coder-worker.ts', import.meta.url).href;
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(file)}); });`;
-  return new Worker(bootstrap, { ...options, eval: true });
-}
-
 /** Worker threads that code GGUF payload chunks (module doc). */
 export class GgufChunkCoders implements GgufChunkCoderPool {
   private members: Member[] = [];
@@ -80,7 +67,8 @@ export class GgufChunkCoders implements GgufChunkCoderPool {
     while (this.members.length < this.threads) {
       const index = this.members.length;
       const { port1, port2 } = new MessageChannel();
-      const worker = startWorker({ index, signal: this.signal.buffer as SharedArrayBuffer, port: port2 });
+      const setup: ChunkCoderSetup = { index, signal: this.signal.buffer as SharedArrayBuffer, port: port2 };
+      const worker = startModuleWorker(import.meta.url, 'chunk-coder-worker', { workerData: setup, transferList: [port2] as never[] });
       worker.unref();
       this.members.push({ worker, port: port1, busy: -1 });
     }

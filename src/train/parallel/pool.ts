@@ -14,7 +14,8 @@
  * {@link TrainingWorkerError}.
  */
 import os from 'node:os';
-import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
+import { startModuleWorker } from '../../io/worker-thread.ts';
 import * as tf from '@tensorflow/tfjs';
 import { TrainingWorkerError, UsageError } from '../../core/errors.ts';
 import { nativeAddonStatus } from '../../engine/kernels/native/loader.ts';
@@ -91,18 +92,9 @@ async function packageOf(model: tf.LayersModel): Promise<ModelPackage> {
   return pkg as ModelPackage;
 }
 
-/**
- * Start the worker file. Built code starts `worker.js` directly. From source (run through tsx) the
- * worker is a .ts file, and Node 20 does not hand tsx's loader to worker threads: a two-line
- * bootstrap registers it in the new thread first.
- */
+/** Start the worker file (`worker.ts` from source, `worker.js` built). */
 function startWorker(setup: WorkerSetup): Worker {
-  const options = { workerData: setup, transferList: [setup.port] as never[] };
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const file = new URL('./worker.ts', import.meta.url).href;
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(file)}); });`;
-  return new Worker(bootstrap, { ...options, eval: true });
+  return startModuleWorker(import.meta.url, 'worker', { workerData: setup, transferList: [setup.port] as never[] });
 }
 
 /** Worker threads that compute shards of each training step beside the parent thread. */
