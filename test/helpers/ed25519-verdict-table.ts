@@ -12,8 +12,16 @@ export interface VerdictRow {
   pure: Verdict;
   webcrypto: Verdict;
   pureAlone: Verdict;
-  nodeAlone: Verdict;
+  /** crypto.subtle alone in Node 20 and 22. */
+  node22Alone: Verdict;
+  /** crypto.subtle alone in Node 24, which refuses a small-order A or R where the earlier releases accept. */
+  node24Alone: Verdict;
   chromiumAlone: Verdict;
+}
+
+/** The Node column that holds the verdicts of the release running this process. */
+export function thisNodeAlone(row: VerdictRow, major = Number(process.versions.node.split('.')[0])): Verdict {
+  return major >= 24 ? row.node24Alone : row.node22Alone;
 }
 
 const PAGE = new URL('../../docs/security/ed25519-verdicts.md', import.meta.url);
@@ -28,10 +36,10 @@ export function documentedVerdicts(): VerdictRow[] {
   for (const line of section.split('\n')) {
     const cells = line.split('|').slice(1, -1).map((c) => c.trim().replace(/\*\*/g, ''));
     if (!/^\d+$/.test(cells[0] ?? '')) continue;
-    const verdicts = cells.slice(-5);
+    const verdicts = cells.slice(-6);
     for (const v of verdicts) if (!VERDICTS.has(v)) throw new Error(`case ${cells[0]}: "${v}" is not a verdict (accepted, refused, key refused)`);
-    const [pure, webcrypto, pureAlone, nodeAlone, chromiumAlone] = verdicts as Verdict[];
-    rows.push({ case: Number(cells[0]), pure, webcrypto, pureAlone, nodeAlone, chromiumAlone });
+    const [pure, webcrypto, pureAlone, node22Alone, node24Alone, chromiumAlone] = verdicts as Verdict[];
+    rows.push({ case: Number(cells[0]), pure, webcrypto, pureAlone, node22Alone, node24Alone, chromiumAlone });
   }
   return rows;
 }
