@@ -62,7 +62,7 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .option('model-out', { type: 'string', describe: 'also write base + payload: the next diff\'s --base' })
     .option('method', { choices: choicesOf(DIFF_CHOICES, 'method'), describe: 'how the change is carried (default: lowbit, or topk)' })
     .option('codec', { choices: choicesOf(DIFF_CHOICES, 'codec'), default: 'auto' as const, describe: 'topk value codec' })
-    .option('calibrate', { type: 'string', describe: 'inputs that choose lowbit\'s variant (or the method)' })
+    .option('calibrate', { type: 'string', describe: 'inputs that choose lowbit\'s variant or method (.gguf: a text)' })
     .option('lowbit-codes-only', { type: 'boolean', default: false, describe: 'lowbit as dense codes only, for older appliers' })
     .option('exact-codec', { choices: choicesOf(DIFF_CHOICES, 'exactCodec'), default: 'auto' as const, describe: 'codecs of --budget all' })
     .option('store', { choices: choicesOf(DIFF_CHOICES, 'store'), default: 'stored' as const, describe: 'quantized tensors stay on their grid' })

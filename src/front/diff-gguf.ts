@@ -6,8 +6,10 @@
  * v1's or v2's, chosen by the squared dequantized change per payload byte. With `eval` (a held-out
  * text) the payload is measured through llama.cpp before it is written (diff-gguf-eval.ts) and
  * refused when no closer to v2 than v1; budget `auto` with `minAgreement` writes the smallest
- * on-grid payload of the grid that meets it, the exact one when none does. A method or
- * `calibrate` are refused, saying so, and two models laid out differently are refused with what
+ * on-grid payload of the grid that meets it, the exact one when none does. With `calibrate` (a
+ * text from where the model runs) the on-grid ranking weighs each tensor by the effect its change
+ * has on the outputs through llama.cpp (measure/gguf-calibrate.ts) instead of by its change alone.
+ * A method is refused, saying so, and two models laid out differently are refused with what
  * differs (ship the new file whole).
  */
 import { writeFile } from 'node:fs/promises';
@@ -16,13 +18,14 @@ import { getHasher } from '../core/hasher.ts';
 import { CREATED_BY } from '../diff/build.ts';
 import { formatBytes, parseBudget } from '../diff/budget.ts';
 import { defaultDiffThreads, GgufChunkCoders } from '../io/gguf/chunk-coders.ts';
-import { ongridGgufDiff, type OngridGgufResult } from '../gguf-diff/index.ts';
+import { ongridGgufDiff, rankGgufChange, type OngridGgufResult, type TensorWeights } from '../gguf-diff/index.ts';
 import { readModelIdRecord } from '../io/durable/model-id-file.ts';
 import { diffGgufModels, type GgufDiffResult } from '../io/gguf/diff.ts';
 import { openGgufModel } from '../io/gguf/files.ts';
 import { ggufModelFiles } from '../io/gguf/in-place.ts';
 import { budgetChoiceText, searchBudget, type BudgetSearchReport } from './budget-search.ts';
 import { checkGgufTarget, ggufCloseness, ggufEvalText, measureGgufPayload, refuseGgufMovingAway } from './diff-gguf-eval.ts';
+import { calibrateGgufTensors, type GgufCalibrationReport } from './measure/gguf-calibrate.ts';
 import { isEveryChange, type DiffSettings } from './diff-options.ts';
 import type { DiffPayload, GgufPayloadEval, ValueDiffReport } from './diff-types.ts';
 import { qualityTargetOf } from './quality-target.ts';
@@ -38,6 +41,8 @@ export interface OngridGgufReport {
   changeCarried: number;
   /** Codings of a mixed model tried to meet the budget. */
   tries: number;
+  /** With `calibrate`: each changed tensor's measured effect, and the weight it was ranked by. */
+  calibration?: GgufCalibrationReport;
 }
 
 /**
@@ -84,7 +89,6 @@ function ggufMetricsDocument(s: DiffSettings, modelId: string, r: GgufDiffResult
 function unusable(s: DiffSettings): string[] {
   return [
     s.method !== undefined && `method (--method ${s.method})`,
-    s.calibrate !== undefined && 'calibrate (--calibrate)',
     s.modelOut !== undefined && 'modelOut (--model-out)',
     s.codec !== 'auto' && `codec (--codec ${s.codec})`,
     s.exactCodec !== 'auto' && `exactCodec (--exact-codec ${s.exactCodec})`,
@@ -113,6 +117,9 @@ export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
   if (modelId === undefined || modelId === '') {
     throw new UsageError(`which model is this an update of? ${first} records no model id: pass modelId (--model-id ID), the id devices know this model by (e.g. qwen-0.5b-chat), and keep it for every later update of it`, { base: s.base });
   }
+  if (s.calibrate !== undefined && isEveryChange(s) && !auto) {
+    throw new UsageError(`calibrate (--calibrate) ranks the blocks a lossy GGUF payload carries under a byte budget; budget all carries every change exactly, so there is nothing to rank: give a byte budget (--budget 10%) or budget auto, or leave calibrate out`, { calibrate: s.calibrate });
+  }
   const threads = s.threads ?? defaultDiffThreads();
   if (!Number.isInteger(threads) || threads < 1) throw new UsageError(`threads (--threads): expected a whole number of at least 1, found ${s.threads}`, { threads: s.threads });
   const hasher = await getHasher();
@@ -126,7 +133,14 @@ export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
       const options = { modelId, sequence: s.sequence, createdBy: CREATED_BY, ...(s.expiresAt !== undefined ? { expiresAt: s.expiresAt } : {}), ...(coders ? { coders } : {}) };
       const modelBytes = target.model.parts.reduce((n, p) => n + p.header.fileSize, 0);
       const exactDiff = () => diffGgufModels(hasher, base.model, target.model, { ...options, onChunk: tenths(s.progress) });
-      const ongridDiff = (budget: string) => ongridGgufDiff(hasher, base.model, target.model, parseBudget(budget, modelBytes), options);
+      // --calibrate: each changed tensor weighed once by its effect through llama.cpp, for every budget tried.
+      let weights: TensorWeights | undefined;
+      let calibration: GgufCalibrationReport | undefined;
+      if (s.calibrate !== undefined) {
+        const { tensorScore } = rankGgufChange(base.model, target.model);
+        ({ weights, report: calibration } = await calibrateGgufTensors({ base: s.base, target: s.target, calibrate: s.calibrate, tensorScore, progress: s.progress }));
+      }
+      const ongridDiff = (budget: string) => ongridGgufDiff(hasher, base.model, target.model, parseBudget(budget, modelBytes), options, weights);
       let r: GgufDiffResult | OngridGgufResult;
       let measured: GgufPayloadEval | undefined;
       let budgetSearch: BudgetSearchReport | undefined;
@@ -168,7 +182,7 @@ export async function diffGguf(s: DiffSettings): Promise<GgufDiffReport> {
         budgetBytes: o ? o.budgetBytes : 0, kept: o ? o.keptBytes : r.changedBytes, changed: o ? o.changedBlockBytes : r.changedBytes, codec: 'gguf-blocks', seconds: (performance.now() - t0) / 1000,
         baseFingerprint: r.baseFingerprint, targetFingerprint: r.targetFingerprint, method: o ? 'ongrid' : 'exact', formatVersion: 8,
         payload: r.payload, warnings: [], changedBytes: r.changedBytes, changedTensors: r.changedTensors, headerChanged: r.header,
-        ...(o ? { shareCarried: o.changeCarried, ongrid: { changedBlocks: o.changedBlocks, takenBlocks: o.takenBlocks, opaqueBlocks: o.opaqueBlocks, changeCarried: o.changeCarried, tries: o.tries } } : {}),
+        ...(o ? { shareCarried: o.changeCarried, ongrid: { changedBlocks: o.changedBlocks, takenBlocks: o.takenBlocks, opaqueBlocks: o.opaqueBlocks, changeCarried: o.changeCarried, tries: o.tries, ...(calibration ? { calibration } : {}) } } : {}),
         ...(measured ? { llamaEval: measured } : {}),
         ...(budgetSearch ? { budgetSearch } : {}),
       };

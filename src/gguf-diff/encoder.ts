@@ -22,7 +22,7 @@ import type { Hasher } from '../core/hash-types.ts';
 import { diffGgufModels, ggufLayoutDifference, type GgufDiffOptions, type GgufDiffResult } from '../io/gguf/diff.ts';
 import type { GgufModel } from '../io/gguf/model.ts';
 import { mixedGgufModel } from './mixed.ts';
-import { rankGgufChange, RANKING_BINS, takenFrom, thresholdFor, type GgufRanking } from './ranking.ts';
+import { rankGgufChange, RANKING_BINS, takenFrom, thresholdFor, type GgufRanking, type TensorWeights } from './ranking.ts';
 
 /** Codings of the mixed model tried at most (each a pass over both models). */
 export const MAX_TRIES = 6;
@@ -51,20 +51,22 @@ export interface OngridGgufResult extends GgufDiffResult {
 
 /**
  * The on-grid payload from `base` to `target` (one layout) in at most `budgetBytes` bytes.
+ * `weights`: per-tensor calibration weights (src/front/measure/gguf-calibrate.ts) multiplying each
+ * unit's squared change before it is ranked; without them every tensor weighs 1.
  * @throws ModelMismatchError two models laid out differently; BudgetError when even the payload
  *   carrying no scored unit (the header and the opaque blocks only) is over the budget
  */
-export function ongridGgufDiff(hasher: Hasher, base: GgufModel, target: GgufModel, budgetBytes: number, o: GgufDiffOptions): OngridGgufResult {
+export function ongridGgufDiff(hasher: Hasher, base: GgufModel, target: GgufModel, budgetBytes: number, o: GgufDiffOptions, weights?: TensorWeights): OngridGgufResult {
   const difference = ggufLayoutDifference(base, target);
   if (difference) {
     throw new ModelMismatchError(`the two GGUF models are laid out differently (${difference}): an on-grid payload takes each changed block from one version or the other in place, so tensors, types, shapes, data offsets and the header's length must stay; ship the new .gguf file whole, or diff two versions of one layout`, { difference, structural: true });
   }
-  const ranking = rankGgufChange(base, target);
+  const ranking = rankGgufChange(base, target, weights);
   const tried = new Map<number, GgufDiffResult>();
   const code = (threshold: number) => {
     let r = tried.get(threshold);
     if (!r) {
-      r = diffGgufModels(hasher, base, mixedGgufModel(base, target, threshold), o);
+      r = diffGgufModels(hasher, base, mixedGgufModel(base, target, threshold, weights), o);
       tried.set(threshold, r);
     }
     return r;

@@ -11,4 +11,4 @@
  * Pure code (no node, no tfjs).
  */
 export { ongridGgufDiff, MAX_TRIES, type OngridGgufResult } from './encoder.ts';
-export { PLAIN_GROUP } from './ranking.ts';
+export { PLAIN_GROUP, rankGgufChange, rowChange, type TensorWeight, type TensorWeights } from './ranking.ts';

@@ -11,7 +11,7 @@
  */
 import type { GgufSource, GgufTensorInfo } from '../io/gguf/header.ts';
 import type { GgufModel } from '../io/gguf/model.ts';
-import { binOf, tensorsInOrder, unitBytes, UnitScorer } from './ranking.ts';
+import { binOf, tensorsInOrder, unitBytes, UnitScorer, unitWeight, type TensorWeights } from './ranking.ts';
 
 /** A span of a part: a tensor's data, or bytes outside every tensor (`tensor` undefined). */
 interface Span {
@@ -35,7 +35,7 @@ function spansOf(model: GgufModel, part: number): Span[] {
 }
 
 /** One part's mixed bytes as a source. */
-function mixedSource(base: GgufModel, target: GgufModel, part: number, threshold: number): GgufSource {
+function mixedSource(base: GgufModel, target: GgufModel, part: number, threshold: number, weights: TensorWeights | undefined): GgufSource {
   const a = base.parts[part].source;
   const b = target.parts[part].source;
   const spans = spansOf(base, part);
@@ -63,7 +63,7 @@ function mixedSource(base: GgufModel, target: GgufModel, part: number, threshold
         for (let u = 0; u < u1 - u0; u += unit) {
           const n = Math.min(unit, u1 - u0 - u);
           const sc = scorer.score(t, x, y, u, n);
-          if (!sc || binOf(sc.score, sc.cost) < threshold) continue;
+          if (!sc || binOf(sc.score * unitWeight(weights, t, u0 + u - s.from), sc.cost) < threshold) continue;
           const from = Math.max(u0 + u, offset);
           const to = Math.min(u0 + u + n, end);
           out.set(y.subarray(from - u0, to - u0), from - offset);
@@ -78,10 +78,11 @@ function mixedSource(base: GgufModel, target: GgufModel, part: number, threshold
  * The mixed model: `base` with every changed unit whose bin is at or above `threshold` taken from
  * `target`, and every byte outside the scored units (header, padding, tensors of types without
  * a dequantizer) taken from `target`. The two models must have one layout (`ggufLayoutDifference`).
+ * `weights`: the tensors' calibration weights the ranking binned with (the same, or the bins differ).
  */
-export function mixedGgufModel(base: GgufModel, target: GgufModel, threshold: number): GgufModel {
+export function mixedGgufModel(base: GgufModel, target: GgufModel, threshold: number, weights?: TensorWeights): GgufModel {
   return {
-    parts: target.parts.map((p, i) => ({ header: p.header, source: mixedSource(base, target, i, threshold) })),
+    parts: target.parts.map((p, i) => ({ header: p.header, source: mixedSource(base, target, i, threshold, weights) })),
     metadata: target.metadata,
     tensors: target.tensors,
   };

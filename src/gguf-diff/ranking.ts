@@ -9,6 +9,13 @@
  * "every unit whose bin is at or above a threshold", deterministic, ties (one bin) taken or left
  * together.
  *
+ * With calibration weights (`--calibrate TEXT`, src/front/measure/gguf-calibrate.ts), a unit's
+ * squared change is multiplied by its tensor's weight before it is binned: the weight turns a
+ * tensor's squared change into the runtime's measured effect of that tensor's change (KL on the
+ * text per unit of squared change), so the blocks are ranked across tensors by what they do to
+ * the outputs and within a tensor by their change. The bin stays a pure function of the unit's
+ * bytes and its tensor's name. The figures summed per bin stay the unweighted squared change.
+ *
  * Pure code (no node, no tfjs). Memory: one slice of each model and the histogram.
  */
 import { dequantizeInto } from '../io/gguf/blocks.ts';
@@ -74,6 +81,32 @@ export function binOf(score: number, cost: number): number {
   return 1 + Math.min(RANKING_BINS - 2, Math.max(0, k));
 }
 
+/**
+ * A tensor's calibration weight: one multiplier of its units' squared change, and for a tensor
+ * indexed by token (the output head, the token embeddings) a multiplier per row as well (its
+ * `ne[1]` rows of `ne[0]` weights; a unit is weighed by the row its first weight is in).
+ */
+export interface TensorWeight {
+  scale: number;
+  rows?: Float64Array;
+}
+
+/** The calibration weights by tensor name (a tensor not named weighs 1). */
+export type TensorWeights = ReadonlyMap<string, TensorWeight>;
+
+/** Bytes of one row (`ne[0]` weights) of tensor `t`. */
+export function rowBytes(t: GgufTensorInfo): number {
+  return (t.ne[0] / t.type.blockSize) * t.type.typeSize;
+}
+
+/** The multiplier of the unit of tensor `t` at byte `offset` of the tensor's data (1 when unweighted). */
+export function unitWeight(weights: TensorWeights | undefined, t: GgufTensorInfo, offset: number): number {
+  const w = weights?.get(t.name);
+  if (!w) return 1;
+  if (!w.rows) return w.scale;
+  return w.scale * w.rows[Math.min(w.rows.length - 1, Math.floor(offset / rowBytes(t)))];
+}
+
 /** What pass 1 found: the changed units by bin, and what the units without a score need. */
 export interface GgufRanking {
   /** Per bin: changed units, their estimated payload bytes, their bytes in the model, their squared dequantized change. */
@@ -90,6 +123,8 @@ export interface GgufRanking {
   /** Changed scored units, and their squared dequantized change together. */
   changedUnits: number;
   totalScore: number;
+  /** Per dequantizable tensor with a changed unit: its squared dequantized change, unweighted. */
+  tensorScore: Map<string, number>;
 }
 
 /** The tensors of a part in file order, and the bytes between them. */
@@ -101,8 +136,8 @@ export function tensorsInOrder(model: GgufModel, part: number): GgufTensorInfo[]
  * Pass 1: read both models (one layout, checked by the caller) a slice at a time and bin every
  * changed unit of every dequantizable tensor; count the other changed bytes as always carried.
  */
-export function rankGgufChange(base: GgufModel, target: GgufModel): GgufRanking {
-  const r: GgufRanking = { units: new Float64Array(RANKING_BINS), cost: new Float64Array(RANKING_BINS), bytes: new Float64Array(RANKING_BINS), score: new Float64Array(RANKING_BINS), mandatoryBytes: 0, opaqueBytes: 0, opaqueUnits: 0, changedUnits: 0, totalScore: 0 };
+export function rankGgufChange(base: GgufModel, target: GgufModel, weights?: TensorWeights): GgufRanking {
+  const r: GgufRanking = { units: new Float64Array(RANKING_BINS), cost: new Float64Array(RANKING_BINS), bytes: new Float64Array(RANKING_BINS), score: new Float64Array(RANKING_BINS), mandatoryBytes: 0, opaqueBytes: 0, opaqueUnits: 0, changedUnits: 0, totalScore: 0, tensorScore: new Map() };
   const scorer = new UnitScorer();
   for (let p = 0; p < base.parts.length; p++) {
     const a = base.parts[p].source;
@@ -135,10 +170,12 @@ export function rankGgufChange(base: GgufModel, target: GgufModel): GgufRanking 
         });
         continue;
       }
-      forEachUnit(a, b, from, t.bytes, unitBytes(t), (x, y, u, n) => {
+      let tensorScore = 0;
+      forEachUnit(a, b, from, t.bytes, unitBytes(t), (x, y, u, n, offset) => {
         const s = scorer.score(t, x, y, u, n);
         if (!s) return;
-        const bin = binOf(s.score, s.cost);
+        tensorScore += s.score;
+        const bin = binOf(s.score * unitWeight(weights, t, offset), s.cost);
         r.units[bin]++;
         r.cost[bin] += s.cost;
         r.bytes[bin] += n;
@@ -146,6 +183,7 @@ export function rankGgufChange(base: GgufModel, target: GgufModel): GgufRanking 
         r.changedUnits++;
         r.totalScore += s.score;
       });
+      if (tensorScore > 0 || r.tensorScore.has(t.name)) r.tensorScore.set(t.name, (r.tensorScore.get(t.name) ?? 0) + tensorScore);
     }
     if (h.fileSize > at) countBytes(at, h.fileSize);
   }
@@ -153,17 +191,36 @@ export function rankGgufChange(base: GgufModel, target: GgufModel): GgufRanking 
 }
 
 /**
- * Call `visit(x, y, from, n)` for each unit of `unit` bytes of `[start, start + length)` of two
- * sources (the last unit may be shorter), `x` and `y` a slice of each holding it at `from`.
+ * Call `visit(x, y, from, n, offset)` for each unit of `unit` bytes of `[start, start + length)`
+ * of two sources (the last unit may be shorter), `x` and `y` a slice of each holding it at
+ * `from`, `offset` the unit's place from `start`.
  */
-export function forEachUnit(a: { read(o: number, n: number): Uint8Array }, b: { read(o: number, n: number): Uint8Array }, start: number, length: number, unit: number, visit: (x: Uint8Array, y: Uint8Array, from: number, n: number) => void): void {
+export function forEachUnit(a: { read(o: number, n: number): Uint8Array }, b: { read(o: number, n: number): Uint8Array }, start: number, length: number, unit: number, visit: (x: Uint8Array, y: Uint8Array, from: number, n: number, offset: number) => void): void {
   const slice = Math.max(unit, Math.floor(SLICE_BYTES / unit) * unit);
   for (let at = 0; at < length; at += slice) {
     const n = Math.min(slice, length - at);
     const x = a.read(start + at, n);
     const y = b.read(start + at, n);
-    for (let u = 0; u < n; u += unit) visit(x, y, u, Math.min(unit, n - u));
+    for (let u = 0; u < n; u += unit) visit(x, y, u, Math.min(unit, n - u), at + u);
   }
+}
+
+/** The squared dequantized change of each row (`ne[1]` rows) of the tensor named `name`, between two models of one layout. */
+export function rowChange(base: GgufModel, target: GgufModel, name: string): Float64Array {
+  for (let p = 0; p < base.parts.length; p++) {
+    const h = base.parts[p].header;
+    const t = h.tensors.find((x) => x.name === name);
+    if (!t) continue;
+    const rows = new Float64Array(t.ne[1] ?? 1);
+    const scorer = new UnitScorer();
+    const per = rowBytes(t);
+    forEachUnit(base.parts[p].source, target.parts[p].source, h.dataStart + t.offset, t.bytes, unitBytes(t), (x, y, u, n, offset) => {
+      const s = scorer.score(t, x, y, u, n);
+      if (s) rows[Math.min(rows.length - 1, Math.floor(offset / per))] += s.score;
+    });
+    return rows;
+  }
+  throw new Error(`no tensor ${name}`);
 }
 
 /** The estimated payload bytes, units, model bytes and squared change of every bin at or above `threshold`. */

@@ -35,6 +35,8 @@ export interface GgufMeasureOptions {
   /** Positions evaluated per step and compared before the next (default 32, fewer for a vocabulary over 32,768 tokens: 2^20 / tokens): the bound on memory. */
   stepPositions?: number;
   onProgress?: Progress;
+  /** Also return {@link GgufTokenStats} (the calibration of an on-grid payload reads them). */
+  tokenStats?: boolean;
   /** Where node-llama-cpp is looked for (default: process.env; `NEURAL_DIFF_LLAMA_DIR`). */
   env?: NodeJS.ProcessEnv;
 }
@@ -57,6 +59,14 @@ export interface GgufModelMeasure {
   closerThanBase?: boolean;
 }
 
+/** How the text uses each token of the vocabulary: as the target predicts it, and as input. */
+export interface GgufTokenStats {
+  /** The target's next-token probability of each token, averaged over the positions. */
+  targetMeanProbability: Float64Array;
+  /** Times each token is read as input (every position's input token). */
+  inputCounts: Float64Array;
+}
+
 /** What {@link measureGguf} returns (`ndiff measure --json`). */
 export interface GgufMeasureReport {
   kind: 'ndiff-gguf-measure';
@@ -74,6 +84,8 @@ export interface GgufMeasureReport {
   models: GgufModelMeasure[];
   /** With a base: the models no closer to the target than it. */
   notCloser: string[];
+  /** With `tokenStats`. */
+  tokenStats?: GgufTokenStats;
 }
 
 /** One loaded model and what is summed for it. */
@@ -198,6 +210,8 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
     }
     const windows = Math.ceil(tokens.length / span);
     let vocab = 0;
+    let meanP: Float64Array | undefined;
+    let inputs: Float64Array | undefined;
     progress(`measuring ${runners.length} model(s) on ${tokens.length} tokens of ${o.eval}${cut || all.length > tokens.length ? ' (cut at --max-tokens)' : ''}: ${windows} window(s) of ${contextSize}, ${threads} thread(s), node-llama-cpp ${runtime.version}`);
     for (let w = 0; w < windows; w++) {
       const win = tokens.slice(w * span, (w + 1) * span);
@@ -217,6 +231,16 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
             rows.push(dense(map, vocab, r.file));
           }
           for (let k = 0; k < rows.length; k++) r.perplexity.add(rows[k], input[at + k + 1]);
+          if (r.role === 'target' && o.tokenStats && rows.length > 0) {
+            meanP ??= new Float64Array(vocab);
+            inputs ??= new Float64Array(vocab);
+            for (let k = 0; k < rows.length; k++) {
+              const row = rows[k];
+              for (let v = 0; v < vocab; v++) meanP[v] += row[v];
+              const token = input[at + k];
+              if (token < vocab) inputs[token]++;
+            }
+          }
           if (r.role === 'target') targetRows = rows;
           else for (let k = 0; k < rows.length; k++) r.closeness.add(targetRows[k], rows[k], argmax(targetRows[k]));
         }
@@ -239,6 +263,7 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
       kind: 'ndiff-gguf-measure', target: o.target, eval: o.eval, tokens: tokens.length, truncated: cut || all.length > tokens.length,
       positions, windows, contextSize, threads, runtime: { package: 'node-llama-cpp', version: runtime.version },
       models: rows, notCloser: rows.filter((r) => r.closerThanBase === false).map((r) => r.model),
+      ...(o.tokenStats && meanP && inputs ? { tokenStats: { targetMeanProbability: meanP.map((x) => x / positions), inputCounts: inputs } } : {}),
     };
   } finally {
     for (const r of runners) await r.model.dispose().catch(() => {});
