@@ -9,7 +9,8 @@
  * v1 with the adapter applied at run time, and v1 patched by the payload (with
  * `applyToGgufFile`, checked equal to the merged file) - mean KL(merged || x), greedy next-token
  * agreement, perplexity. The adapter on a quantized base is not the merged-then-quantized model;
- * the payload is.
+ * the payload is. For the quantized types, both are also measured against the merged F16 model
+ * (the fine-tune before quantization).
  *
  *   npm run bench:gguf-lora -- [--pairs DIR] [--texts fortunes,bible] [--max-tokens 4096] [--quick]
  *
@@ -67,6 +68,8 @@ interface Quality {
   base: GgufModelMeasure;
   withAdapter: GgufModelMeasure;
   patched: GgufModelMeasure;
+  /** Quantized types: the payload's model (the merged file) and v1 + adapter against the merged F16 model. */
+  vsF16?: { patched: GgufModelMeasure; withAdapter: GgufModelMeasure };
 }
 const sizes: Sizes[] = [];
 const quality: Quality[] = [];
@@ -96,7 +99,14 @@ try {
       console.error(`${type.toUpperCase()}, ${text}: measuring v1, v1 + adapter and v1 patched against lora-${type}.gguf on ${maxTokens} tokens`);
       const m = await measureGguf({ target: merged, base: v1, models: [{ file: v1, lora: adapter }, patched], eval: evalText, maxTokens, threads: 1 });
       const [mergedRow, baseRow, adapterRow, patchedRow] = m.models;
-      quality.push({ type: type.toUpperCase(), text, positions: m.positions, merged: mergedRow, base: baseRow, withAdapter: adapterRow, patched: patchedRow });
+      const row: Quality = { type: type.toUpperCase(), text, positions: m.positions, merged: mergedRow, base: baseRow, withAdapter: adapterRow, patched: patchedRow };
+      const mergedF16 = path.join(gguf, 'lora-f16.gguf');
+      if (type !== 'f16' && existsSync(mergedF16)) {
+        // Which is nearer the unquantized fine-tune: the fine-tune quantized (what the payload gives) or the quantized base with the F16 adapter?
+        const f16 = await measureGguf({ target: mergedF16, models: [patched, { file: v1, lora: adapter }], eval: evalText, maxTokens, threads: 1 });
+        row.vsF16 = { patched: f16.models[1], withAdapter: f16.models[2] };
+      }
+      quality.push(row);
     }
   }
 } finally {
@@ -113,3 +123,8 @@ console.log('| type | text | positions | merged ppl | v1: KL / agreement / ppl |
 console.log('|---|---|---|---|---|---|---|');
 const cell = (r: GgufModelMeasure) => `${r.meanKl === 0 ? 0 : r.meanKl.toExponential(2)} / ${f(r.agreement * 100, 1)}% / ${f(r.perplexity, 2)}`;
 for (const q of quality) console.log(`| ${q.type} | ${q.text} | ${q.positions} | ${f(q.merged.perplexity, 2)} | ${cell(q.base)} | ${cell(q.withAdapter)} | **${cell(q.patched)}** |`);
+console.log('\nThe same two against the merged F16 model (the fine-tune before quantization):\n');
+console.log('| type | text | merged TYPE (v1 patched by the payload): KL / agreement | v1-TYPE + F16 adapter at run time: KL / agreement |');
+console.log('|---|---|---|---|');
+const near = (r: GgufModelMeasure) => `${r.meanKl.toExponential(2)} / ${f(r.agreement * 100, 1)}%`;
+for (const q of quality) if (q.vsF16) console.log(`| ${q.type} | ${q.text} | ${near(q.vsF16.patched)} | ${near(q.vsF16.withAdapter)} |`);
