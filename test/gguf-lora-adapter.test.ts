@@ -75,7 +75,8 @@ print(json.dumps({'config': config, 'shapes': {k: list(v.shape) for k, v in save
 test('train_pairs.py writes the LoRA as a PEFT adapter: its names, shapes and scale give the merged weights; convert_lora_to_gguf.py makes a LoRA adapter GGUF of it', { skip: venvSkip }, async (t) => {
   const dir = await tempDir('ndiff-lora-adapter-');
   try {
-    const r = spawnSync(python, ['-c', PEFT_SCRIPT, join(root, 'bench', 'llm'), dir], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    // No __pycache__ left in bench/llm by the import.
+    const r = spawnSync(python, ['-c', PEFT_SCRIPT, join(root, 'bench', 'llm'), dir], { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
     assert.equal(r.status, 0, r.stderr);
     const got = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { config: Record<string, unknown>; shapes: Record<string, number[]>; worst: number; changed: number };
     assert.equal(got.config.r, 8);
