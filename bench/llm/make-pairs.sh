@@ -5,9 +5,12 @@
 #   2. llama.cpp's source, cloned from the git bundle node-llama-cpp ships (gitRelease.bundle),
 #      for its convert_hf_to_gguf.py and gguf-py;
 #   3. v1, v2, v3 and a merged LoRA of a small LLaMA model with its own tokenizer, trained on
-#      Debian's own text (bench/llm/train_pairs.py), and held-out text of each domain;
+#      Debian's own text (bench/llm/train_pairs.py), the LoRA's unmerged adapter too (a PEFT
+#      folder, hf/lora-adapter), and held-out text of each domain;
 #   4. each converted to an F16 GGUF by convert_hf_to_gguf.py, then quantized to Q8_0, Q4_0 and
-#      Q4_K_M by libllama's llama_model_quantize (bench/llm/quantize.py).
+#      Q4_K_M by libllama's llama_model_quantize (bench/llm/quantize.py); the adapter converted by
+#      convert_lora_to_gguf.py (F16, base v1) to gguf/lora-adapter-f16.gguf, which llama.cpp
+#      applies at run time on any of v1's GGUFs.
 # Every output lands under the cache folder (default $HOME/.cache/neural-diff/llm-pairs); each step
 # is skipped when its output exists, so a rerun only makes what is missing.
 #
@@ -82,4 +85,13 @@ for name in v1 v2 v3 lora; do
     [ -f "$q" ] || "$py" "$here/quantize.py" --lib "$lib_dir" --threads "$threads" "$f16" "$q" "$type" 2> "$q.log"
   done
 done
-echo "pairs: $out/gguf (v1 -> v2, v2 -> v3, v1 -> lora; F16, Q8_0, Q4_0, Q4_K_M), held-out text: $out/held-out"
+
+# The LoRA unmerged: what a runtime that loads adapters is sent instead of the merged model.
+adapter="$out/gguf/lora-adapter-f16.gguf"
+if [ ! -f "$adapter" ]; then
+  "$py" "$src/convert_lora_to_gguf.py" "$out/hf/lora-adapter" --base "$out/hf/v1" --outtype f16 --outfile "$adapter.tmp" > "$out/gguf/lora-adapter-convert.log" 2>&1 \
+    || { echo "convert_lora_to_gguf.py failed on $out/hf/lora-adapter; its log:" >&2; tail -n 20 "$out/gguf/lora-adapter-convert.log" >&2; exit 1; }
+  mv "$adapter.tmp" "$adapter"
+  echo "$adapter: convert_lora_to_gguf.py --outtype f16 --base hf/v1 ($(stat -c %s "$adapter") bytes)"
+fi
+echo "pairs: $out/gguf (v1 -> v2, v2 -> v3, v1 -> lora; F16, Q8_0, Q4_0, Q4_K_M; lora-adapter-f16.gguf on v1), held-out text: $out/held-out"

@@ -5,7 +5,11 @@ with its own sentencepiece tokenizer, trained on CPU from python3.11-doc's reST 
 fine-tuned on fortunes (v2, from v1) and then on the King James Bible (v3, from v2), and a rank-8
 LoRA of v1 on fortunes merged into its weights (lora): the releases a team ships. Each is saved as a
 Hugging Face folder (config.json, model.safetensors, tokenizer.model) that llama.cpp's
-convert_hf_to_gguf.py reads. Held-out text of each domain (never trained on) is written for
+convert_hf_to_gguf.py reads; the LoRA also unmerged, as the PEFT folder hf/lora-adapter
+(adapter_config.json, adapter_model.safetensors) that convert_lora_to_gguf.py reads, written
+without the peft library. A merged file holds only W + BA, so when the adapter is missing the LoRA
+step runs again (seeded, about 6 s): the saved merged weights are kept when the rerun makes them
+bit for bit, replaced (and their GGUFs removed for remaking) when not. Held-out text of each domain (never trained on) is written for
 measuring. Seeded; each step is skipped when its output exists, so a rerun only makes what is
 missing.
 
@@ -178,6 +182,7 @@ def save(model, out, name, tok_model, note):
                    'bos_token': '<s>', 'eos_token': '</s>', 'unk_token': '<unk>', 'model_max_length': SEQ * 2}, fh)
     with open(os.path.join(tmp, 'TRAINING.txt'), 'w') as fh:
         fh.write(note + '\n')
+    shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     n = sum(p.numel() for p in model.parameters())
     print(f'{name}: {folder} ({n} weights) - {note}')
@@ -186,6 +191,11 @@ def save(model, out, name, tok_model, note):
 def load(out, name):
     from transformers import LlamaForCausalLM
     return LlamaForCausalLM.from_pretrained(os.path.join(out, 'hf', name), torch_dtype='float32')
+
+
+LORA_RANK = 8
+LORA_ALPHA = 16
+LORA_TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')
 
 
 class LoraLinear:
@@ -205,6 +215,66 @@ class LoraLinear:
         with torch.no_grad():
             self.linear.weight += (self.b @ self.a) * self.scale
         del self.linear.forward
+
+
+def lora_targets(model):
+    """(module path, nn.Linear) of every adapted projection, in layer order then LORA_TARGETS order."""
+    found = []
+    for i, layer in enumerate(model.model.layers):
+        for name in LORA_TARGETS:
+            part = 'self_attn' if name.endswith(('q_proj', 'k_proj', 'v_proj', 'o_proj')) else 'mlp'
+            found.append((f'model.layers.{i}.{part}.{name}', getattr(getattr(layer, part), name)))
+    return found
+
+
+def peft_adapter_tensors(adapters):
+    """The adapter's tensors under PEFT's names: base_model.model.<module>.lora_A.weight (r x in) and
+    .lora_B.weight (out x r), so that PEFT's forward B(A(x)) * alpha / r is this LoraLinear's."""
+    tensors = {}
+    for module, ad in adapters:
+        tensors[f'base_model.model.{module}.lora_A.weight'] = ad.a.detach().contiguous().clone()
+        tensors[f'base_model.model.{module}.lora_B.weight'] = ad.b.detach().contiguous().clone()
+    return tensors
+
+
+def save_adapter(adapters, out, base, note):
+    """The unmerged adapter as a Hugging Face PEFT folder (adapter_config.json, adapter_model.safetensors)
+    that llama.cpp's convert_lora_to_gguf.py reads, written without the peft library."""
+    from safetensors.torch import save_file
+    folder = os.path.join(out, 'hf', 'lora-adapter')
+    tmp = folder + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    config = {
+        'peft_type': 'LORA', 'task_type': 'CAUSAL_LM', 'base_model_name_or_path': os.path.abspath(os.path.join(out, 'hf', base)),
+        'r': LORA_RANK, 'lora_alpha': LORA_ALPHA, 'lora_dropout': 0.0, 'bias': 'none', 'fan_in_fan_out': False,
+        'target_modules': list(LORA_TARGETS), 'inference_mode': True}
+    with open(os.path.join(tmp, 'adapter_config.json'), 'w') as fh:
+        json.dump(config, fh, indent=2)
+    save_file(peft_adapter_tensors(adapters), os.path.join(tmp, 'adapter_model.safetensors'), metadata={'format': 'pt'})
+    with open(os.path.join(tmp, 'TRAINING.txt'), 'w') as fh:
+        fh.write(note + '\n')
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    n = sum(ad.a.numel() + ad.b.numel() for _, ad in adapters)
+    print(f'lora-adapter: {folder} ({n} weights, {len(adapters)} projections) - {note}')
+
+
+def stale_gguf(out, prefix):
+    """Remove the GGUFs made from a folder about to be rewritten (gguf/<prefix>*.gguf), so make-pairs.sh makes them again."""
+    folder = os.path.join(out, 'gguf')
+    for f in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if f.startswith(prefix) and f.endswith('.gguf'):
+            os.remove(os.path.join(folder, f))
+
+
+def same_weights(model, folder):
+    """Whether the model's state equals the safetensors in folder bit for bit."""
+    import torch
+    from safetensors.torch import load_file
+    saved = load_file(os.path.join(folder, 'model.safetensors'))
+    state = model.state_dict()
+    return all(name in state and torch.equal(state[name], t) for name, t in saved.items())
 
 
 def main(argv):
@@ -237,22 +307,29 @@ def main(argv):
             model = load(a.out, parent)
             train(model, list(model.parameters()), tokens(domain), a.steps_ft, 1e-3, seed, name)
             save(model, a.out, name, tok_path, f'{name}: {parent} fine-tuned on {domain}, {a.steps_ft} steps, every weight, AdamW lr 1e-3, seed {seed}')
-    if not done('lora'):
+    # The LoRA step runs again when its unmerged adapter is missing (a merged file holds W + BA only);
+    # seeded, it remakes the same merged weights, which replace the saved ones only if they differ.
+    if not done('lora') or not os.path.exists(os.path.join(a.out, 'hf', 'lora-adapter', 'adapter_config.json')):
         model = load(a.out, 'v1')
         for p in model.parameters():
             p.requires_grad_(False)
         g = torch.Generator().manual_seed(a.seed + 3)
-        adapters = []
-        for layer in model.model.layers:
-            for lin in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
-                        layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
-                adapters.append(LoraLinear(lin, 8, 16, g))
-        params = [p for ad in adapters for p in (ad.a, ad.b)]
+        adapters = [(module, LoraLinear(lin, LORA_RANK, LORA_ALPHA, g)) for module, lin in lora_targets(model)]
+        params = [p for _, ad in adapters for p in (ad.a, ad.b)]
         train(model, params, tokens('fortunes'), a.steps_ft, 2e-3, a.seed + 3, 'lora')
-        for ad in adapters:
+        how = f'trained on fortunes, {a.steps_ft} steps, AdamW lr 2e-3, seed {a.seed + 3}'
+        targets = ', '.join(t.split('_')[0] for t in LORA_TARGETS)
+        stale_gguf(a.out, 'lora-adapter-')
+        save_adapter(adapters, a.out, 'v1', f'lora-adapter: a rank-{LORA_RANK} LoRA of v1 (alpha {LORA_ALPHA}; {targets} of every layer) {how}, unmerged (PEFT layout)')
+        for _, ad in adapters:
             ad.merge()
-        save(model, a.out, 'lora', tok_path, f'lora: v1 with a rank-8 LoRA (alpha 16; q, k, v, o, gate, up, down of every layer) trained on fortunes, {a.steps_ft} steps, AdamW lr 2e-3, seed {a.seed + 3}, merged into the weights')
-
+        if done('lora') and same_weights(model, os.path.join(a.out, 'hf', 'lora')):
+            print('lora: the rerun merged the same weights as the saved hf/lora, kept')
+        else:
+            if done('lora'):
+                print('lora: the rerun merged weights other than the saved hf/lora (another torch or thread count?); replacing it, its GGUFs are remade')
+                stale_gguf(a.out, 'lora-')
+            save(model, a.out, 'lora', tok_path, f'lora: v1 with a rank-{LORA_RANK} LoRA (alpha {LORA_ALPHA}; {targets} of every layer) {how}, merged into the weights')
 
 if __name__ == '__main__':
     main(sys.argv[1:])

@@ -11,17 +11,24 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { DataError, ModelFormatError, ModelMismatchError, UsageError } from '../../core/errors.ts';
 import { openGgufModel } from '../../io/gguf/files.ts';
+import { ggufText, metadataValue } from '../../io/gguf/header.ts';
 import { summarizeGguf } from '../../io/gguf/summary.ts';
 import { NO_PROGRESS, type Progress } from '../progress.ts';
 import { argmax, ClosenessTally, notCloserThanBase, PerplexityTally } from './gguf-closeness.ts';
 import { loadLlamaRuntime, type LlamaContextSequence, type LlamaModel, type LoadedLlama } from './llama-runtime.ts';
 
+/** A model measured with a LoRA adapter (a GGUF of convert_lora_to_gguf.py) that llama.cpp applies at run time, at scale 1. */
+export interface GgufModelWithLora {
+  file: string;
+  lora: string;
+}
+
 /** What {@link measureGguf} measures. */
 export interface GgufMeasureOptions {
   /** The version the others are measured against (v2). */
   target: string;
-  /** The models measured beside it: patched models, other quantizations. */
-  models: string[];
+  /** The models measured beside it: patched models, other quantizations, a base with a LoRA adapter applied at run time. */
+  models: (string | GgufModelWithLora)[];
   /** The version the patched models started from (v1): measured too, and the bar each of `models` must pass. */
   base?: string;
   /** A UTF-8 text file of held-out text (`--eval`). */
@@ -44,6 +51,8 @@ export interface GgufMeasureOptions {
 /** One model's row of {@link GgufMeasureReport}. */
 export interface GgufModelMeasure {
   model: string;
+  /** The LoRA adapter llama.cpp applied to it at run time, if any. */
+  lora?: string;
   role: 'target' | 'base' | 'model';
   /** Share of positions whose most likely next token is the target's (1 for the target). */
   agreement: number;
@@ -91,6 +100,7 @@ export interface GgufMeasureReport {
 /** One loaded model and what is summed for it. */
 interface Runner {
   file: string;
+  lora?: string;
   role: GgufModelMeasure['role'];
   model: LlamaModel;
   sequence: LlamaContextSequence;
@@ -132,6 +142,23 @@ function checkGguf(file: string): { architecture?: string; tokenizerTokens?: num
   }
 }
 
+/** Check the file is a LoRA adapter GGUF (general.type "adapter", adapter.type "lora") before llama.cpp is handed it. */
+function checkLoraAdapter(file: string): void {
+  if (!/\.gguf$/i.test(file)) throw new UsageError(`${file}: expected a LoRA adapter .gguf file (convert_lora_to_gguf.py's output)`);
+  const files = openGgufModel(file);
+  try {
+    const text = (key: string) => {
+      const v = metadataValue(files.model, key);
+      return v?.type === 'STRING' ? ggufText(v.value) : undefined;
+    };
+    const kind = text('general.type');
+    const adapter = text('adapter.type');
+    if (kind !== 'adapter' || adapter !== 'lora') throw new ModelFormatError(`${file}: expected a LoRA adapter GGUF (general.type "adapter", adapter.type "lora", as convert_lora_to_gguf.py writes), found general.type ${JSON.stringify(kind ?? null)}, adapter.type ${JSON.stringify(adapter ?? null)}: convert the PEFT adapter with convert_lora_to_gguf.py`, { lora: file });
+  } finally {
+    files.close();
+  }
+}
+
 /** Dense next-token probabilities from node-llama-cpp's map (sorted by probability; every token of the vocabulary under greedy sampling). */
 function dense(map: Map<number, number> | undefined, vocab: number, file: string): Float32Array {
   if (!map) throw new ModelFormatError(`${file}: llama.cpp returned no next-token probabilities (a model without an output head?)`);
@@ -152,7 +179,7 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
   const maxTokens = int('maxTokens', '--max-tokens', o.maxTokens, 4096, 2);
   const threads = int('threads', '--threads', o.threads, 1, 1);
   if (o.models.length === 0 && o.base === undefined) throw new UsageError('name at least one model to measure beside the target (or --base)');
-  const files: [string, GgufModelMeasure['role']][] = [[o.target, 'target'], ...(o.base !== undefined ? [[o.base, 'base'] as [string, 'base']] : []), ...o.models.map((m) => [m, 'model'] as [string, 'model'])];
+  const files: [string, GgufModelMeasure['role'], string?][] = [[o.target, 'target'], ...(o.base !== undefined ? [[o.base, 'base'] as [string, 'base']] : []), ...o.models.map((m) => (typeof m === 'string' ? [m, 'model'] : [m.file, 'model', m.lora]) as [string, 'model', string?])];
   const target = checkGguf(o.target);
   // node-llama-cpp gives each position's probabilities as a Map over the vocabulary: about 2^20 entries a step at most.
   const step = int('stepPositions', undefined, o.stepPositions, Math.max(1, Math.min(32, Math.floor(2 ** 20 / Math.max(1, target.tokenizerTokens ?? 1)))), 1);
@@ -162,6 +189,7 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
       throw new ModelMismatchError(`${file} has another tokenizer than ${o.target} (${s.tokenizerModel ?? 'none'}, ${s.tokenizerTokens ?? 0} tokens; the target: ${target.tokenizerModel ?? 'none'}, ${target.tokenizerTokens ?? 0}): next-token distributions compare only over one vocabulary`, { model: file, target: o.target });
     }
   }
+  for (const [, , lora] of files) if (lora !== undefined) checkLoraAdapter(lora);
   const { text, cut } = await readText(o.eval, maxTokens).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT' || e.code === 'EISDIR') throw new DataError(`eval (--eval) ${o.eval}: expected a UTF-8 text file of held-out text, found ${e.code === 'EISDIR' ? 'a folder' : 'nothing there'}`, { eval: o.eval });
     throw e;
@@ -178,7 +206,7 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
   const runners: Runner[] = [];
   try {
     // Loaded once each, in order; a file named twice is loaded twice (a copy measured against itself).
-    for (const [file, role] of files) {
+    for (const [file, role, lora] of files) {
       let model: LlamaModel;
       log.length = 0;
       try {
@@ -188,7 +216,7 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
         const last = [...new Set(why)].slice(-2);
         throw new ModelFormatError(`${file}: llama.cpp (node-llama-cpp ${runtime.version}) cannot load it: ${last.length ? last.join('; ') : (e as Error).message.split('\n')[0]}`, { model: file, llama: last });
       }
-      runners.push({ file, role, model, sequence: undefined as unknown as LlamaContextSequence, closeness: new ClosenessTally(), perplexity: new PerplexityTally() });
+      runners.push({ file, lora, role, model, sequence: undefined as unknown as LlamaContextSequence, closeness: new ClosenessTally(), perplexity: new PerplexityTally() });
     }
     const head = runners[0].model;
     const train = head.trainContextSize;
@@ -205,7 +233,12 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
     // A window: the beginning-of-text token (when the model has one), then up to `span` tokens of the text.
     const span = bos === null ? contextSize : contextSize - 1;
     for (const r of runners) {
-      const context = await r.model.createContext({ contextSize, batchSize: Math.min(contextSize, Math.max(step, 8)), threads, sequences: 1 });
+      log.length = 0;
+      const context = await r.model.createContext({ contextSize, batchSize: Math.min(contextSize, Math.max(step, 8)), threads, sequences: 1, ...(r.lora !== undefined ? { lora: path.resolve(r.lora) } : {}) }).catch((e: Error) => {
+        if (r.lora === undefined) throw e;
+        const why = [...new Set(log.filter((l) => l))].slice(-2);
+        throw new ModelFormatError(`${r.lora}: llama.cpp (node-llama-cpp ${runtime.version}) cannot apply this LoRA adapter to ${r.file}: ${why.length ? why.join('; ') : e.message.split('\n')[0]}`, { model: r.file, lora: r.lora, llama: why });
+      });
       r.sequence = context.getSequence();
     }
     const windows = Math.ceil(tokens.length / span);
@@ -252,7 +285,7 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
     const rows: GgufModelMeasure[] = runners.map((r) => {
       const isTarget = r.role === 'target';
       const row: GgufModelMeasure = {
-        model: r.file, role: r.role,
+        model: r.file, ...(r.lora !== undefined ? { lora: r.lora } : {}), role: r.role,
         agreement: isTarget ? 1 : r.closeness.agreement, meanKl: isTarget ? 0 : r.closeness.meanKl, maxKl: isTarget ? 0 : r.closeness.klMax,
         meanNll: r.perplexity.meanNll, perplexity: r.perplexity.perplexity,
       };

@@ -61,7 +61,7 @@ export interface LlamaModel {
   tokenize(text: string, specialTokens?: boolean): number[];
   readonly tokens: { readonly bos: number | null };
   readonly trainContextSize: number;
-  createContext(options: { contextSize: number; batchSize: number; threads: number; sequences?: number }): Promise<LlamaContext>;
+  createContext(options: { contextSize: number; batchSize: number; threads: number; sequences?: number; lora?: string }): Promise<LlamaContext>;
   dispose(): Promise<void>;
 }
 
