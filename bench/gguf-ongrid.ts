@@ -1,7 +1,7 @@
 /**
  * On-grid GGUF payloads of the real fine-tunes, ranked by the weights alone and calibrated through
  * llama.cpp (`ndiff diff --budget B` and `--budget B --calibrate TEXT`), measured on held-out text
- * through llama.cpp: mean KL(v2 || patched) as a share of KL(v2 || v1), greedy agreement with v2,
+ * through llama.cpp: mean KL(target || patched) as a share of KL(target || base), greedy agreement with the target,
  * perplexity, at each budget. The calibration is made once per pair and type and used for every
  * budget (the ranking `ndiff diff --calibrate` makes); each payload is applied in place to a copy
  * of v1 by the device's applier, and all the copies of one pair and type are measured in one run.
@@ -79,17 +79,17 @@ try {
       }
       const m = await measureGguf({ target, base, models: made.map((x) => x.file), eval: heldOut, threads: 1, onProgress: (l) => console.error(l) });
       const baseRow = m.models.find((x) => x.role === 'base')!;
-      rows.push(`| ${from} -> ${to} | ${type.toUpperCase()} | none (v1) | | 0 | 100% | ${pct(baseRow.agreement)} | ${baseRow.perplexity.toFixed(1)} |`);
+      rows.push(`| ${from} -> ${to} | ${type.toUpperCase()} | none (the base) | | 0 | 100% | ${pct(baseRow.agreement)} | ${baseRow.perplexity.toFixed(1)} |`);
       for (const x of made) {
         const row = m.models.find((y) => y.model === x.file)!;
         rows.push(`| ${from} -> ${to} | ${type.toUpperCase()} | ${x.budget} | ${x.ranking} | ${x.bytes.toLocaleString('en-US')} | ${pct(row.meanKl / baseRow.meanKl)} | ${pct(row.agreement)} | ${row.perplexity.toFixed(1)} |`);
       }
-      console.error(`${from} -> ${to} ${type}: calibration ${calibration.report.seconds.toFixed(1)} s (${calibration.report.runs} runs, ${calibration.report.tensors.length} tensors; largest gains ${calibration.report.tensors.slice(0, 3).map((t) => `${t.tensor} ${t.gain.toFixed(4)}`).join(', ')}); all ${((performance.now() - t0) / 1000).toFixed(1)} s; ${m.positions} held-out positions, KL(v2 || v1) ${baseRow.meanKl.toFixed(4)}`);
+      console.error(`${from} -> ${to} ${type}: calibration ${calibration.report.seconds.toFixed(1)} s (${calibration.report.runs} runs, ${calibration.report.tensors.length} tensors; largest gains ${calibration.report.tensors.slice(0, 3).map((t) => `${t.tensor} ${t.gain.toFixed(4)}`).join(', ')}); all ${((performance.now() - t0) / 1000).toFixed(1)} s; ${m.positions} held-out positions, KL(target || base) ${baseRow.meanKl.toFixed(4)}`);
     }
   }
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
-console.log('| pair | type | budget | ranking | payload bytes | KL(v2 \\|\\| patched) / KL(v2 \\|\\| v1) | agreement with v2 | perplexity |');
+console.log('| pair | type | budget | ranking | payload bytes | KL(target \\|\\| patched) / KL(target \\|\\| base) | agreement with the target | perplexity |');
 console.log('|---|---|---|---|---:|---:|---:|---:|');
 for (const r of rows) console.log(r);

@@ -48,6 +48,6 @@ export { TRAIN_METHODS, type TrainMethod } from './train/methods.ts';
 // one layout ships as a GGUF block payload: `diff`, `apply`, `applyToGgufFile` of neural-diff/node).
 export { inspectGguf, type GgufInspectReport, type GgufSummary, type GgufMetadataSummary, type GgufTensorSummary } from './front/gguf.ts';
 // GGUF models run through llama.cpp (node-llama-cpp, installed apart) on held-out text beside a target: `ndiff measure`.
-export { measureGguf, type GgufMeasureOptions, type GgufMeasureReport, type GgufModelMeasure, type GgufModelWithLora } from './front/measure/gguf-runtime.ts';
+export { measureGguf, type GgufMeasureOptions, type GgufMeasureReport, type GgufModelMeasure, type GgufModelWithLora, type GgufTokenStats } from './front/measure/gguf-runtime.ts';
 // The exit code table `ndiff` exits by (`exitCodeOf` of `neural-diff` maps an error onto it).
 export { EXIT_CODES } from './front/exit-codes.ts';
