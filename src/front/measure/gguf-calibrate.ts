@@ -17,8 +17,9 @@
  * weighed change is its change.
  *
  * Cost: one model run per changed tensor on `maxTokens` tokens (default
- * {@link CALIBRATION_TOKENS}), beside one run of the target per batch of copies; the copies are
- * made a batch at a time, at most {@link COPY_BYTES} of files at once (one copy for a large model).
+ * {@link CALIBRATION_TOKENS}), beside one run of the target per batch of copies; the base is
+ * copied once per copy measured at a time (at most {@link COPY_BYTES} of copies, one for a large
+ * model), each copy taking one tensor from the target for a run and the base's bytes back after.
  * Deterministic (llama.cpp on one thread gives the same figures every run), so the payload is too.
  */
 import { copyFile, mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
@@ -111,9 +112,9 @@ function placesOf(file: string, names: ReadonlySet<string>): { places: TensorPla
   }
 }
 
-/** Overwrite `place`'s bytes of the copy whose parts are `copyParts` with the target's. */
-async function takeTensor(target: string, copyParts: string[], place: TensorPlace): Promise<void> {
-  const t = openGgufModel(target);
+/** Overwrite `place`'s bytes of the copy whose parts are `copyParts` with those of `from` (the target's to take it, the base's to put it back). */
+async function copyTensor(from: string, copyParts: string[], place: TensorPlace): Promise<void> {
+  const t = openGgufModel(from);
   const fh = await open(copyParts[place.part], 'r+');
   try {
     const source = t.model.parts[place.part].source;
@@ -185,29 +186,32 @@ export async function calibrateGgufTensors(o: GgufCalibrationOptions): Promise<{
   let runs = 0;
   let stats: GgufTokenStats | undefined;
   progress(`calibrating on ${o.calibrate}: ${places.length} changed tensor(s), each taken alone from the target and run through llama.cpp, ${perRun} at a time`);
+  // perRun copies of the base, made once: each takes one tensor from the target for a run and
+  // gets the base's bytes of it back after, so a large model is copied once, not once per tensor.
   const dir = await mkdtemp(path.join(tmpdir(), 'ndiff-gguf-calibrate-'));
   try {
+    const copies: string[][] = [];
+    for (let k = 0; k < Math.min(perRun, places.length); k++) {
+      const sub = path.join(dir, String(k));
+      await mkdir(sub);
+      const copyParts = parts.map((p) => path.join(sub, path.basename(p)));
+      for (const [j, p] of parts.entries()) await copyFile(p, copyParts[j]);
+      copies.push(copyParts);
+    }
     for (let i = 0; i < places.length; i += perRun) {
       const batch = places.slice(i, i + perRun);
-      const copies: string[] = [];
-      for (const [k, place] of batch.entries()) {
-        const sub = path.join(dir, String(k));
-        await mkdir(sub, { recursive: true });
-        const copyParts = parts.map((p) => path.join(sub, path.basename(p)));
-        for (const [j, p] of parts.entries()) await copyFile(p, copyParts[j]);
-        await takeTensor(o.target, copyParts, place);
-        copies.push(copyParts[0]);
+      for (const [k, place] of batch.entries()) await copyTensor(o.target, copies[k], place);
+      const r = await measureGguf({ target: o.target, ...(i === 0 ? { base: o.base } : {}), models: batch.map((_, k) => copies[k][0]), eval: o.calibrate, maxTokens: o.maxTokens ?? CALIBRATION_TOKENS, threads: 1, env: o.env, tokenStats: i === 0 });
+      if (i === 0) {
+        stats = r.tokenStats;
+        baseKl = (r.models.find((m) => m.role === 'base') as { meanKl: number }).meanKl;
       }
-      const r = await measureGguf({ target: o.target, ...(i === 0 ? { base: o.base } : {}), models: copies, eval: o.calibrate, maxTokens: o.maxTokens ?? CALIBRATION_TOKENS, threads: 1, env: o.env, tokenStats: i === 0 });
-      if (i === 0) stats = r.tokenStats;
       runs++;
       positions = r.positions;
-      if (i === 0) baseKl = (r.models.find((m) => m.role === 'base') as { meanKl: number }).meanKl;
       const rows = r.models.filter((m) => m.role === 'model');
       batch.forEach((place, k) => measured.set(place.name, rows[k].meanKl));
+      for (const [k, place] of batch.entries()) await copyTensor(o.base, copies[k], place);
       progress(`  ${Math.min(i + perRun, places.length)}/${places.length} tensor(s) measured`);
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(dir, { recursive: true });
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
