@@ -48,6 +48,7 @@ export function metricsToRow(m: Record<string, unknown>, where: string): ReportR
   // or ndiff diff --eval, whose --target is the version the team trained.
   let close: { agreement: number | null; agreementBefore: number | null; meanAbsDiff: number | null; meanAbsDiffBefore: number | null; teacherAccAll: number | null } | undefined;
   let teacherBytes: number | null = null;
+  let distanceKl = false;
   const teacher = obj(m.teacher);
   const tEval = obj(teacher?.eval);
   const onnxEval = obj(m.teacherEval);
@@ -56,7 +57,10 @@ export function metricsToRow(m: Record<string, unknown>, where: string): ReportR
     teacherBytes = orNull(m.targetModelBytes);
     if (dEval) {
       const [base, patched] = [obj(dEval.base), obj(dEval.patched)];
-      close = { agreement: orNull(patched?.agreement), agreementBefore: orNull(base?.agreement), meanAbsDiff: orNull(patched?.meanAbsDiff), meanAbsDiffBefore: orNull(base?.meanAbsDiff), teacherAccAll: orNull(dEval.accuracyTarget) };
+      // A GGUF payload measured through llama.cpp: its distance to the target is the mean KL(target || model).
+      const distance = dEval.kind === 'gguf-llama' ? 'meanKl' : 'meanAbsDiff';
+      close = { agreement: orNull(patched?.agreement), agreementBefore: orNull(base?.agreement), meanAbsDiff: orNull(patched?.[distance]), meanAbsDiffBefore: orNull(base?.[distance]), teacherAccAll: orNull(dEval.accuracyTarget) };
+      if (distance === 'meanKl') distanceKl = true;
     }
   } else if (teacher || onnxEval) {
     teacherBytes = orNull(teacher?.modelBytes ?? m.teacherModelBytes);
@@ -97,6 +101,7 @@ export function metricsToRow(m: Record<string, unknown>, where: string): ReportR
     ...(diff ? { postHoc: true } : {}),
     ...(auto && typeof auto.chosen === 'string' ? { auto: auto.chosen, autoCandidates: candidates.length } : {}),
     ...(close ?? {}),
+    ...(distanceKl ? { distance: 'kl' as const } : {}),
     ...(shippedFrom ? { shippedFrom } : {}),
     ...(typeof m.modelId === 'string' ? { name: m.modelId } : {}),
   };

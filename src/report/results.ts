@@ -69,8 +69,10 @@ export interface ReportRow extends RowFields {
   accAll: number | null;
   /** The budget as it was asked for (`1%`, `40KB`): how the report labels it. */
   budget?: string | null;
-  /** Mean absolute difference of the outputs from the teacher's (for outputs without classes). */
+  /** Mean absolute difference of the outputs from the teacher's (for outputs without classes); with `distance: 'kl'`, the mean KL(target || model) of a language model's next-token distributions instead. */
   meanAbsDiff?: number | null;
+  /** What `meanAbsDiff` holds: `kl` for a GGUF payload measured through llama.cpp (absent: a mean absolute difference). */
+  distance?: 'kl';
   /** The same for the model before the update. */
   meanAbsDiffBefore?: number | null;
   /** The teacher's own accuracy on the same data (null: not measured). */

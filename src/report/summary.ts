@@ -155,13 +155,26 @@ export interface ReportSummary {
   notCompared: ReportRow[];
 }
 
-/** Which measure compares the payloads: accuracy when every payload has one, else agreement, else distance closed; failing all, the one most rows have. */
+/**
+ * Which measure compares the payloads: accuracy when every payload has one, else agreement, else
+ * distance closed; failing all, the one most rows have. A measure every payload has is passed over
+ * when it cannot tell them apart (every payload and the model before the update score the same:
+ * a language model whose versions predict one token almost everywhere agree on every position)
+ * and a later one every payload has can.
+ */
 export function chooseMeasure(rows: readonly ReportRow[]): Measure {
   const payloads = rows.filter(shipped);
   const measures: Measure[] = ['accuracy', 'agreement', 'closeness'];
   const counts = measures.map((m) => payloads.filter((r) => valueOf(r, m) !== null).length);
-  const all = measures.find((_, i) => counts[i] === payloads.length && payloads.length > 0);
-  return all ?? measures[counts.indexOf(Math.max(...counts))];
+  const everywhere = measures.filter((_, i) => counts[i] === payloads.length && payloads.length > 0);
+  const tells = (m: Measure) => {
+    const values = payloads.map((r) => valueOf(r, m) as number);
+    if (m === 'agreement') values.push(...rows.map((r) => r.agreementBefore).filter((v): v is number => typeof v === 'number'));
+    if (m === 'accuracy') values.push(...rows.map((r) => r.accBefore).filter((v): v is number => typeof v === 'number'));
+    if (m === 'closeness') values.push(0);
+    return Math.max(...values) - Math.min(...values) > 1e-12;
+  };
+  return everywhere.find(tells) ?? everywhere[0] ?? measures[counts.indexOf(Math.max(...counts))];
 }
 
 function teacherOf(rows: ReportRow[], opts: ReportOptions): TeacherRef | undefined {

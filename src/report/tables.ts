@@ -38,6 +38,13 @@ export function methodCell(r: ReportRow): string {
   return `${name} (ships ${r.shippedFrom}'s payload${own})`;
 }
 
+/** The distance column's name: a mean absolute difference, or for language models the mean KL to the target. */
+function distanceHead(all: readonly ReportRow[]): string {
+  const measured = all.filter((r) => typeof r.meanAbsDiff === 'number');
+  const kl = measured.filter((r) => r.distance === 'kl').length;
+  return kl === 0 ? 'mean abs. Δ from teacher' : kl === measured.length ? 'mean KL to target' : 'mean abs. Δ or KL (language models) to target';
+}
+
 /** The columns a report shows, from what its rows carry. */
 function columns(all: readonly ReportRow[]) {
   return {
@@ -62,7 +69,7 @@ export function updateTable(u: UpdateSummary, s: ReportSummary): Table {
   if (c.accuracy) head.push('accuracy');
   head.push(`vs ${fromTeacher ? 'teacher' : 'best'} (pts)`);
   if (c.agreement) head.push('agreement');
-  if (c.closeness) head.push('mean abs. Δ from teacher');
+  if (c.closeness) head.push(distanceHead(all));
   if (c.accOld) head.push('acc old');
   if (c.accNew) head.push('acc new');
   if (c.drift) head.push('drift (pts)');
