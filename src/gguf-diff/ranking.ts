@@ -183,7 +183,7 @@ export function rankGgufChange(base: GgufModel, target: GgufModel, weights?: Ten
         r.changedUnits++;
         r.totalScore += s.score;
       });
-      if (tensorScore > 0 || r.tensorScore.has(t.name)) r.tensorScore.set(t.name, (r.tensorScore.get(t.name) ?? 0) + tensorScore);
+      if (tensorScore > 0) r.tensorScore.set(t.name, tensorScore);
     }
     if (h.fileSize > at) countBytes(at, h.fileSize);
   }

@@ -48,19 +48,18 @@ export function metricsToRow(m: Record<string, unknown>, where: string): ReportR
   // or ndiff diff --eval, whose --target is the version the team trained.
   let close: { agreement: number | null; agreementBefore: number | null; meanAbsDiff: number | null; meanAbsDiffBefore: number | null; teacherAccAll: number | null } | undefined;
   let teacherBytes: number | null = null;
-  let distanceKl = false;
   const teacher = obj(m.teacher);
   const tEval = obj(teacher?.eval);
   const onnxEval = obj(m.teacherEval);
   const dEval = obj(m.eval);
+  // A GGUF payload measured through llama.cpp: its distance to the target is the mean KL(target || model).
+  const distanceKl = diff && dEval?.kind === 'gguf-llama';
   if (diff) {
     teacherBytes = orNull(m.targetModelBytes);
     if (dEval) {
       const [base, patched] = [obj(dEval.base), obj(dEval.patched)];
-      // A GGUF payload measured through llama.cpp: its distance to the target is the mean KL(target || model).
-      const distance = dEval.kind === 'gguf-llama' ? 'meanKl' : 'meanAbsDiff';
+      const distance = distanceKl ? 'meanKl' : 'meanAbsDiff';
       close = { agreement: orNull(patched?.agreement), agreementBefore: orNull(base?.agreement), meanAbsDiff: orNull(patched?.[distance]), meanAbsDiffBefore: orNull(base?.[distance]), teacherAccAll: orNull(dEval.accuracyTarget) };
-      if (distance === 'meanKl') distanceKl = true;
     }
   } else if (teacher || onnxEval) {
     teacherBytes = orNull(teacher?.modelBytes ?? m.teacherModelBytes);

@@ -29,6 +29,7 @@ import { DataError } from '../../core/errors.ts';
 import { openGgufModel } from '../../io/gguf/files.ts';
 import { ggufModelFiles } from '../../io/gguf/in-place.ts';
 import type { GgufTensorInfo } from '../../io/gguf/header.ts';
+import type { GgufModel } from '../../io/gguf/model.ts';
 import { rowChange, type TensorWeight, type TensorWeights } from '../../gguf-diff/index.ts';
 import { NO_PROGRESS, type Progress } from '../progress.ts';
 import { measureGguf, type GgufTokenStats } from './gguf-runtime.ts';
@@ -99,32 +100,25 @@ interface TensorPlace {
   bytes: number;
 }
 
-function placesOf(file: string, names: ReadonlySet<string>): { places: TensorPlace[]; modelBytes: number } {
-  const opened = openGgufModel(file);
-  try {
-    const places: TensorPlace[] = [];
-    opened.model.parts.forEach((p, part) => {
-      for (const t of p.header.tensors as readonly GgufTensorInfo[]) if (names.has(t.name)) places.push({ name: t.name, part, from: p.header.dataStart + t.offset, bytes: t.bytes });
-    });
-    return { places, modelBytes: opened.model.parts.reduce((n, p) => n + p.header.fileSize, 0) };
-  } finally {
-    opened.close();
-  }
+function placesOf(model: GgufModel, names: ReadonlySet<string>): TensorPlace[] {
+  const places: TensorPlace[] = [];
+  model.parts.forEach((p, part) => {
+    for (const t of p.header.tensors as readonly GgufTensorInfo[]) if (names.has(t.name)) places.push({ name: t.name, part, from: p.header.dataStart + t.offset, bytes: t.bytes });
+  });
+  return places;
 }
 
-/** Overwrite `place`'s bytes of the copy whose parts are `copyParts` with those of `from` (the target's to take it, the base's to put it back). */
-async function copyTensor(from: string, copyParts: string[], place: TensorPlace): Promise<void> {
-  const t = openGgufModel(from);
+/** Overwrite `place`'s bytes of the copy whose parts are `copyParts` with those of `from` (the target to take it, the base to put it back). */
+async function copyTensor(from: GgufModel, copyParts: string[], place: TensorPlace): Promise<void> {
   const fh = await open(copyParts[place.part], 'r+');
   try {
-    const source = t.model.parts[place.part].source;
+    const source = from.parts[place.part].source;
     for (let at = 0; at < place.bytes; at += SLICE) {
       const n = Math.min(SLICE, place.bytes - at);
       await fh.write(source.read(place.from + at, n), 0, n, place.from + at);
     }
   } finally {
     await fh.close();
-    t.close();
   }
 }
 
@@ -133,35 +127,28 @@ async function copyTensor(from: string, copyParts: string[], place: TensorPlace)
  * share (target probability, input frequency, or their mean for tied embeddings) plus the floor,
  * scaled so that the rows' weighed squared change sums to the tensor's squared change.
  */
-function tokenRows(o: GgufCalibrationOptions, changed: ReadonlySet<string>, stats: GgufTokenStats): Map<string, { rows: Float64Array; by: GgufTensorCalibration['rows'] }> {
+function tokenRows(a: GgufModel, b: GgufModel, changed: ReadonlySet<string>, stats: GgufTokenStats): Map<string, { rows: Float64Array; by: GgufTensorCalibration['rows'] }> {
   const out = new Map<string, { rows: Float64Array; by: GgufTensorCalibration['rows'] }>();
-  const a = openGgufModel(o.base);
-  const b = openGgufModel(o.target);
-  try {
-    const names = new Set(a.model.parts.flatMap((p) => p.header.tensors.map((t) => t.name)));
-    const inputs = stats.inputCounts.reduce((x, y) => x + y, 0);
-    const frequency = stats.inputCounts.map((c) => c / Math.max(1, inputs));
-    const shares: [string, Float64Array, GgufTensorCalibration['rows']][] = [];
-    if (names.has(OUTPUT_HEAD)) shares.push([OUTPUT_HEAD, stats.targetMeanProbability, 'target probability'], [TOKEN_EMBEDDINGS, frequency, 'input frequency']);
-    else shares.push([TOKEN_EMBEDDINGS, stats.targetMeanProbability.map((p, i) => (p + frequency[i]) / 2), 'both']);
-    for (const [name, share, by] of shares) {
-      if (!changed.has(name)) continue;
-      const change = rowChange(a.model, b.model, name);
-      if (change.length !== share.length) continue;
-      const rows = share.map((x) => x + ROW_FLOOR / share.length);
-      let weighed = 0;
-      let total = 0;
-      for (let r = 0; r < rows.length; r++) {
-        weighed += rows[r] * change[r];
-        total += change[r];
-      }
-      if (!(weighed > 0)) continue;
-      for (let r = 0; r < rows.length; r++) rows[r] *= total / weighed;
-      out.set(name, { rows, by });
+  const names = new Set(a.parts.flatMap((p) => p.header.tensors.map((t) => t.name)));
+  const inputs = stats.inputCounts.reduce((x, y) => x + y, 0);
+  const frequency = stats.inputCounts.map((c) => c / Math.max(1, inputs));
+  const shares: [string, Float64Array, GgufTensorCalibration['rows']][] = [];
+  if (names.has(OUTPUT_HEAD)) shares.push([OUTPUT_HEAD, stats.targetMeanProbability, 'target probability'], [TOKEN_EMBEDDINGS, frequency, 'input frequency']);
+  else shares.push([TOKEN_EMBEDDINGS, stats.targetMeanProbability.map((p, i) => (p + frequency[i]) / 2), 'both']);
+  for (const [name, share, by] of shares) {
+    if (!changed.has(name)) continue;
+    const change = rowChange(a, b, name);
+    if (change.length !== share.length) continue;
+    const rows = share.map((x) => x + ROW_FLOOR / share.length);
+    let weighed = 0;
+    let total = 0;
+    for (let r = 0; r < rows.length; r++) {
+      weighed += rows[r] * change[r];
+      total += change[r];
     }
-  } finally {
-    a.close();
-    b.close();
+    if (!(weighed > 0)) continue;
+    for (let r = 0; r < rows.length; r++) rows[r] *= total / weighed;
+    out.set(name, { rows, by });
   }
   return out;
 }
@@ -172,12 +159,28 @@ function tokenRows(o: GgufCalibrationOptions, changed: ReadonlySet<string>, stat
  * @throws MissingDependencyError node-llama-cpp is not installed; measureGguf's typed errors
  */
 export async function calibrateGgufTensors(o: GgufCalibrationOptions): Promise<{ weights: TensorWeights; report: GgufCalibrationReport }> {
-  const progress = o.progress ?? NO_PROGRESS;
-  const t0 = performance.now();
   const text = await stat(o.calibrate).catch(() => undefined);
   if (!text?.isFile()) throw new DataError(`calibrate (--calibrate) ${o.calibrate}: expected a UTF-8 text file from where the model runs (what the devices' users type or read), found ${text ? 'a folder' : 'nothing there'}`, { calibrate: o.calibrate });
+  const a = openGgufModel(o.base);
+  try {
+    const b = openGgufModel(o.target);
+    try {
+      return await calibrate(o, a.model, b.model);
+    } finally {
+      b.close();
+    }
+  } finally {
+    a.close();
+  }
+}
+
+/** {@link calibrateGgufTensors} with both models open. */
+async function calibrate(o: GgufCalibrationOptions, base: GgufModel, target: GgufModel): Promise<{ weights: TensorWeights; report: GgufCalibrationReport }> {
+  const progress = o.progress ?? NO_PROGRESS;
+  const t0 = performance.now();
   const names = [...o.tensorScore.keys()];
-  const { places, modelBytes } = placesOf(o.base, new Set(names));
+  const places = placesOf(base, new Set(names));
+  const modelBytes = base.parts.reduce((n, p) => n + p.header.fileSize, 0);
   const perRun = Math.max(1, Math.min(COPIES_PER_RUN, Math.floor(COPY_BYTES / Math.max(1, modelBytes))));
   const parts = ggufModelFiles(o.base);
   const measured = new Map<string, number>();
@@ -200,7 +203,7 @@ export async function calibrateGgufTensors(o: GgufCalibrationOptions): Promise<{
     }
     for (let i = 0; i < places.length; i += perRun) {
       const batch = places.slice(i, i + perRun);
-      for (const [k, place] of batch.entries()) await copyTensor(o.target, copies[k], place);
+      for (const [k, place] of batch.entries()) await copyTensor(target, copies[k], place);
       const r = await measureGguf({ target: o.target, ...(i === 0 ? { base: o.base } : {}), models: batch.map((_, k) => copies[k][0]), eval: o.calibrate, maxTokens: o.maxTokens ?? CALIBRATION_TOKENS, threads: 1, env: o.env, tokenStats: i === 0 });
       if (i === 0) {
         stats = r.tokenStats;
@@ -210,7 +213,7 @@ export async function calibrateGgufTensors(o: GgufCalibrationOptions): Promise<{
       positions = r.positions;
       const rows = r.models.filter((m) => m.role === 'model');
       batch.forEach((place, k) => measured.set(place.name, rows[k].meanKl));
-      for (const [k, place] of batch.entries()) await copyTensor(o.base, copies[k], place);
+      for (const [k, place] of batch.entries()) await copyTensor(base, copies[k], place);
       progress(`  ${Math.min(i + perRun, places.length)}/${places.length} tensor(s) measured`);
     }
   } finally {
@@ -219,7 +222,7 @@ export async function calibrateGgufTensors(o: GgufCalibrationOptions): Promise<{
   const gains = new Map(names.map((n) => [n, baseKl - (measured.get(n) ?? baseKl)]));
   const top = Math.max(0, ...gains.values());
   const floor = top > 0 ? FLOOR_SHARE * top : 1;
-  const rowsOf = stats ? tokenRows(o, new Set(names), stats) : new Map<string, { rows: Float64Array; by: GgufTensorCalibration['rows'] }>();
+  const rowsOf = stats ? tokenRows(base, target, new Set(names), stats) : new Map<string, { rows: Float64Array; by: GgufTensorCalibration['rows'] }>();
   const weights = new Map<string, TensorWeight>();
   const tensors: GgufTensorCalibration[] = names.map((n) => {
     const squaredChange = o.tensorScore.get(n) as number;
