@@ -49,49 +49,69 @@ function constants(): Int32Array {
 const TWO32 = 4294967296;
 
 /**
- * The SHA-512 digest (64 bytes) of `parts` one after the other, as of their concatenation,
- * without making it: full blocks are read in place from each part, only a block that straddles
- * two parts (or the last one, with the padding) goes through a 128-byte buffer. Ed25519 hashes
- * R || A || M this way, so verifying a payload of N bytes allocates no copy of it.
+ * SHA-512 fed a part at a time ({@link Sha512.update}), for a message read as it streams past (a
+ * payload file verified a window at a time): full blocks are read in place from each part, only a
+ * block that straddles two parts (or the last one, with the padding) goes through a 128-byte
+ * buffer, so hashing N bytes allocates no copy of them.
  */
-export function sha512(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const k = (K ??= constants());
-  const h = IV.slice();
-  const w = new Int32Array(160);
-  const block = new Uint8Array(128);
-  const blockView = new DataView(block.buffer);
-  let filled = 0;
-  let len = 0;
-  for (const part of parts) {
-    len += part.length;
+export class Sha512 {
+  private readonly k = (K ??= constants());
+  private readonly h = IV.slice();
+  private readonly w = new Int32Array(160);
+  private readonly block = new Uint8Array(128);
+  private readonly blockView = new DataView(this.block.buffer);
+  private filled = 0;
+  private len = 0;
+
+  /** Add `part` to the message. */
+  update(part: Uint8Array): this {
+    const { h, w, k, block, blockView } = this;
+    this.len += part.length;
     let at = 0;
-    if (filled > 0) {
-      at = Math.min(128 - filled, part.length);
-      block.set(part.subarray(0, at), filled);
-      filled += at;
-      if (filled < 128) continue;
+    if (this.filled > 0) {
+      at = Math.min(128 - this.filled, part.length);
+      block.set(part.subarray(0, at), this.filled);
+      this.filled += at;
+      if (this.filled < 128) return this;
       compress(h, w, k, blockView, 0);
-      filled = 0;
+      this.filled = 0;
     }
     const view = new DataView(part.buffer, part.byteOffset, part.byteLength);
     for (; at + 128 <= part.length; at += 128) compress(h, w, k, view, at);
     block.set(part.subarray(at), 0);
-    filled = part.length - at;
+    this.filled = part.length - at;
+    return this;
   }
-  // A 1 bit, zeros, and the length in bits (128-bit big-endian): one block more, or two.
-  block.fill(0, filled);
-  block[filled] = 0x80;
-  if (filled >= 112) {
+
+  /** The digest (64 bytes) of everything added; the hash is spent after it. */
+  digest(): Uint8Array<ArrayBuffer> {
+    const { h, w, k, block, blockView, filled, len } = this;
+    // A 1 bit, zeros, and the length in bits (128-bit big-endian): one block more, or two.
+    block.fill(0, filled);
+    block[filled] = 0x80;
+    if (filled >= 112) {
+      compress(h, w, k, blockView, 0);
+      block.fill(0);
+    }
+    blockView.setUint32(120, Math.floor(len / 0x20000000));
+    blockView.setUint32(124, (len * 8) % TWO32);
     compress(h, w, k, blockView, 0);
-    block.fill(0);
+    const out = new Uint8Array(64);
+    const o = new DataView(out.buffer);
+    for (let i = 0; i < 16; i++) o.setInt32(4 * i, h[i]);
+    return out;
   }
-  blockView.setUint32(120, Math.floor(len / 0x20000000));
-  blockView.setUint32(124, (len * 8) % TWO32);
-  compress(h, w, k, blockView, 0);
-  const out = new Uint8Array(64);
-  const o = new DataView(out.buffer);
-  for (let i = 0; i < 16; i++) o.setInt32(4 * i, h[i]);
-  return out;
+}
+
+/**
+ * The SHA-512 digest (64 bytes) of `parts` one after the other, as of their concatenation,
+ * without making it. Ed25519 hashes R || A || M this way, so verifying a payload of N bytes
+ * allocates no copy of it.
+ */
+export function sha512(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const s = new Sha512();
+  for (const part of parts) s.update(part);
+  return s.digest();
 }
 
 /** One 128-byte block of `dv` at byte `at` into the state `h` (`w`: the message schedule's space). */

@@ -1,62 +1,31 @@
 /**
- * A GGUF block payload opened for the in-place apply (Node) from its file or its bytes, never
- * held whole: one pass reads the file a window at a time, checks its signature (SHA-512 of the
- * signed bytes taken as they stream past, then Ed25519's point check), decodes the header and
- * the parts, and keeps each chunk's offset, length and SHA-256 (`payload-scan.ts`). Then every pass of
- * the apply reads the chunks back one at a time ({@link OpenedGgufPayload.chunks}); a chunk whose
- * bytes no longer hash to what the first pass saw (the file replaced or altered between passes)
- * is refused with a `PayloadFormatError`, so only bytes the signature covered are ever applied: before
- * the first overwrite nothing is written, after it the apply rolls back from its journal.
- *
- * Memory: a window of 1 MiB and one chunk's entry at a time (1 MiB of ranges as the encoder
- * writes them, at most {@link GGUF_MAX_CHUNK_ENTRY_BYTES}), and 48 bytes a chunk.
+ * A GGUF block payload opened for the in-place apply (Node) from its file, its bytes or a reader
+ * (`payload-open.ts` reads and checks it; here node:crypto hashes what it reads): a file is read a
+ * window at a time, never held whole.
  */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { PayloadFormatError, PayloadTooLargeError, SignatureError, UsageError } from '../../core/errors.ts';
-import { payloadLimit } from '../../core/format.ts';
-import { readMsgpack } from '../../core/msgpack-read.ts';
-import { hasCanonicalScalar, SIGNATURE_BYTES, toHex } from '../../apply/ed25519.ts';
-import { verifySignatureDigest } from '../../apply/ed25519-point.ts';
-import { ENVELOPE_HEADER_BYTES, ENVELOPE_OVERHEAD, isSignedEnvelope, SUPPORTED_ENVELOPE_VERSIONS, ENVELOPE_VERSION } from '../../apply/envelope.ts';
-import { openSignedPayload, parseTrustedKeys, type SignatureCheck, type SignaturePolicy } from '../../apply/signature.ts';
-import { decodeGgufChunkEntry, GGUF_PAYLOAD_VERSION, newRangeState, type GgufChunk, type GgufPartDigests, type GgufPayloadHeader } from './payload.ts';
-import { scanFormatVersion, scanGgufPayload, type GgufChunkExtent, type PayloadByteSource, type StreamDigest } from './payload-scan.ts';
-import { readFully } from './undo-journal.ts';
+import { PayloadFormatError } from '../../core/errors.ts';
+import { ENVELOPE_HEADER_BYTES, ENVELOPE_OVERHEAD, isSignedEnvelope } from '../../apply/envelope.ts';
+import { SIGNATURE_BYTES } from '../../apply/ed25519.ts';
+import type { SignaturePolicy } from '../../apply/signature.ts';
+import { GGUF_PAYLOAD_VERSION } from './payload.ts';
+import { scanFormatVersion, type PayloadByteSource, type StreamDigest } from './payload-scan.ts';
+import { openGgufPayloadFrom, type GgufPayloadReader, type OpenedGgufPayload, type PayloadDigests } from './payload-open.ts';
+import { readFully } from './node-volume.ts';
 
 export { GGUF_MAX_CHUNK_ENTRY_BYTES } from './payload-scan.ts';
-
-/** A GGUF payload checked and scanned, its chunks read on demand. */
-export interface OpenedGgufPayload {
-  header: GgufPayloadHeader;
-  parts: GgufPartDigests[];
-  signature: SignatureCheck;
-  /** The number of chunks. */
-  chunkCount: number;
-  /**
-   * The chunks in order, each read from the payload, checked against the digest the first pass
-   * took of it, and decoded (`decodeGgufChunkEntry`). A pass may stop early; each call starts again.
-   * @throws PayloadFormatError a chunk that is malformed, or whose bytes changed since the first pass
-   */
-  chunks(): AsyncGenerator<GgufChunk>;
-  /** Bytes read from the payload in all (its file's, or its bytes' in memory). */
-  readonly bytesRead: number;
-  close(): Promise<void>;
-}
-
-/** A payload read through a function (a file of another store, or a test's reader): its size and exact byte ranges. */
-export interface GgufPayloadReader {
-  size: number;
-  read(position: number, length: number): Promise<Uint8Array>;
-}
+export type { GgufPayloadReader, OpenedGgufPayload } from './payload-open.ts';
 
 /** A GGUF payload as the in-place apply takes it: a file's path (read a window at a time), a reader, or its bytes. */
 export type GgufPayloadInput = Uint8Array | string | GgufPayloadReader;
 
-const sha256 = (): StreamDigest => {
-  const h = createHash('sha256');
+const nodeDigest = (algorithm: string) => (): StreamDigest => {
+  const h = createHash(algorithm);
   return { update: (b) => void h.update(b), digest: () => new Uint8Array(h.digest()) };
 };
+/** node:crypto's SHA-256 for the chunks, its SHA-512 for the signature. */
+const NODE_DIGESTS: PayloadDigests = { chunk: nodeDigest('sha256'), sha512: nodeDigest('sha512') };
 
 /**
  * Open a GGUF payload, a file's path or its bytes (bare or in a signed envelope), by the
@@ -64,7 +33,6 @@ const sha256 = (): StreamDigest => {
  * @throws PayloadTooLargeError, SignatureError, UsageError, PayloadFormatError, UnsupportedVersionError
  */
 export async function openGgufPayload(payload: GgufPayloadInput, policy: SignaturePolicy = {}): Promise<OpenedGgufPayload> {
-  const limit = payloadLimit(policy.maxPayloadBytes);
   let fh: FileHandle | undefined;
   let size: number;
   let bytesRead = 0;
@@ -94,116 +62,14 @@ export async function openGgufPayload(payload: GgufPayloadInput, policy: Signatu
     };
   }
   try {
-    const opened = await openSource(read, size, limit, policy, !(payload instanceof Uint8Array));
-    const { scanned, signature } = opened;
-    return {
-      header: scanned.header,
-      parts: scanned.parts,
-      signature,
-      chunkCount: scanned.chunks.length,
-      chunks: () => chunksOf(read, scanned.chunks, scanned.parts),
-      get bytesRead() {
-        return bytesRead;
-      },
-      close: async () => {
-        await fh?.close();
-        fh = undefined;
-      },
-    };
+    return await openGgufPayloadFrom(read, size, policy, !(payload instanceof Uint8Array), NODE_DIGESTS, () => bytesRead, async () => {
+      await fh?.close();
+      fh = undefined;
+    });
   } catch (e) {
     await fh?.close();
     throw e;
   }
-}
-
-async function* chunksOf(read: PayloadByteSource, extents: readonly GgufChunkExtent[], parts: readonly GgufPartDigests[]): AsyncGenerator<GgufChunk> {
-  const state = newRangeState();
-  for (let i = 0; i < extents.length; i++) {
-    const x = extents[i];
-    const bytes = await read(x.offset, x.length);
-    const d = sha256();
-    d.update(bytes);
-    const now = d.digest();
-    if (toHex(now) !== toHex(x.digest)) {
-      throw new PayloadFormatError(`GGUF payload: chunk ${i} (bytes ${x.offset} to ${x.offset + x.length}) no longer holds the bytes that were verified when the apply began: the payload file was replaced or altered meanwhile; its bytes were not applied (anything already written was rolled back); keep the payload file unchanged until the apply ends, fetch it again and retry`, { chunk: i, stage: 'reread' });
-    }
-    let entry: unknown;
-    try {
-      entry = readMsgpack(bytes);
-    } catch (e) {
-      throw new PayloadFormatError(`GGUF payload: chunk ${i}: malformed msgpack: ${(e as Error).message}; the payload is corrupt, hostile or not a neural-diff payload: nothing was written; fetch it again or fall back to the full model`, { chunk: i });
-    }
-    yield decodeGgufChunkEntry(entry, i, parts, state);
-  }
-}
-
-/** The signature policy over a source, then the scan (payload-scan.ts) of the payload inside. */
-async function openSource(read: PayloadByteSource, size: number, limit: number, policy: SignaturePolicy, streamed: boolean) {
-  if (size > limit + ENVELOPE_OVERHEAD) throw new PayloadTooLargeError(size, limit);
-  if (!streamed) {
-    // Bytes in memory: the signature checked over them as they are (signature.ts), then the scan.
-    const bytes = await read(0, size);
-    const opened = await openSignedPayload(bytes, policy);
-    const start = opened.signature.signed ? ENVELOPE_HEADER_BYTES : 0;
-    if (opened.payload.length > limit) throw new PayloadTooLargeError(opened.payload.length, limit);
-    return { signature: opened.signature, scanned: await scanGgufPayload(read, start, start + opened.payload.length, sha256) };
-  }
-  const keys = parseTrustedKeys(policy.trustedKeys);
-  const require = policy.requireSignature ?? keys.length > 0;
-  if (require && keys.length === 0) {
-    throw new UsageError('requireSignature is set but no trusted key is configured: pass the publisher\'s public key (trustedKeys, or --public-key FILE on the command line)');
-  }
-  const first = await read(0, Math.min(size, ENVELOPE_HEADER_BYTES));
-  if (!isSignedEnvelope(first)) {
-    if (require) {
-      throw new SignatureError(
-        `payload is not signed: expected a signed envelope starting with "NDSG", found a bare payload (first bytes ${toHex(first.subarray(0, 4)) || 'none'}); this device accepts only payloads signed by one of its ${keys.length} trusted key(s) (${keys.map((k) => k.keyId).join(', ')}): sign it on the build server with \`ndiff sign <payload> --key <private.pem>\``,
-        { trusted: keys.map((k) => k.keyId) },
-      );
-    }
-    if (size > limit) throw new PayloadTooLargeError(size, limit);
-    return { signature: { signed: false, verified: false } as SignatureCheck, scanned: await scanGgufPayload(read, 0, size, sha256) };
-  }
-  if (size < ENVELOPE_OVERHEAD + 1) {
-    throw new SignatureError(`signed envelope is ${size} bytes: expected at least ${ENVELOPE_OVERHEAD + 1} (a ${ENVELOPE_HEADER_BYTES}-byte header, the payload and a ${SIGNATURE_BYTES}-byte signature); it was truncated: fetch it again`, { found: size, expected: ENVELOPE_OVERHEAD + 1 });
-  }
-  const version = first[4];
-  if (!SUPPORTED_ENVELOPE_VERSIONS.includes(version)) {
-    throw new SignatureError(`signed envelope version ${version} is not supported (this applier reads version ${SUPPORTED_ENVELOPE_VERSIONS.join(', ')}): update neural-diff on the device, or ask the server for an envelope of version ${ENVELOPE_VERSION}`, { found: version, supported: SUPPORTED_ENVELOPE_VERSIONS });
-  }
-  const keyId = toHex(first.subarray(5, ENVELOPE_HEADER_BYTES));
-  const end = size - SIGNATURE_BYTES;
-  if (end - ENVELOPE_HEADER_BYTES > limit) throw new PayloadTooLargeError(end - ENVELOPE_HEADER_BYTES, limit);
-  if (keys.length === 0) return { signature: { signed: true, keyId, verified: false } as SignatureCheck, scanned: await scanGgufPayload(read, ENVELOPE_HEADER_BYTES, end, sha256) };
-  const key = keys.find((k) => k.keyId === keyId);
-  if (!key) {
-    throw new SignatureError(
-      `payload is signed by key id ${keyId}, which is not one of the ${keys.length} key(s) this device trusts (${keys.map((k) => k.keyId).join(', ')}): it was signed with another key (a test key, a rotated-out key, or an attacker's); re-sign it with a trusted key, or add that publisher's public key to the device if it is legitimate`,
-      { keyId, trusted: keys.map((k) => k.keyId) },
-    );
-  }
-  if (policy.verifier === 'webcrypto') throw new UsageError("verifier 'webcrypto' was asked for, but a payload file is verified as it is read (WebCrypto takes the whole message): use verifier 'auto' or 'pure', or pass the payload's bytes");
-  const signature = (await read(end, SIGNATURE_BYTES)).slice();
-  // k = SHA-512(R || A || M), M the envelope's header and the payload, hashed as the scan reads them.
-  const k = createHash('sha512');
-  k.update(signature.subarray(0, 32));
-  k.update(key.raw);
-  k.update(first.subarray(0, ENVELOPE_HEADER_BYTES));
-  const verdict = () => hasCanonicalScalar(signature) && verifySignatureDigest(key.raw, signature, new Uint8Array(k.digest()));
-  const refused = () => new SignatureError(
-    `the Ed25519 signature does not match the payload for trusted key id ${keyId}: the payload or its signature was altered after signing (corruption in transit or storage, or tampering); do not apply it: fetch it again`,
-    { keyId, verifier: 'pure' },
-  );
-  let scanned;
-  try {
-    scanned = await scanGgufPayload(read, ENVELOPE_HEADER_BYTES, end, sha256, (b) => void k.update(b));
-  } catch (e) {
-    // The scan read every byte even so: a payload altered after signing says so first.
-    if (!verdict()) throw refused();
-    throw e;
-  }
-  if (!verdict()) throw refused();
-  return { signature: { signed: true, keyId, verified: true, verifier: 'pure' } as SignatureCheck, scanned };
 }
 
 /**

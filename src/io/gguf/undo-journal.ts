@@ -1,5 +1,6 @@
 /**
- * The undo journal of a GGUF model patched in place (Node): beside the model's first file,
+ * The undo journal of a GGUF model patched in place, in its folder (a {@link GgufVolume}: a folder
+ * on disk or in the browser's Origin Private File System): beside the model's first file,
  * `<model>.gguf.ndiff-undo`, the bytes every range of an update held before it, written to
  * `<journal>.tmp`, fsynced, renamed into place and made durable by a folder fsync before the
  * first byte of the model is overwritten. While it exists the model may hold a mix of both
@@ -23,12 +24,10 @@
  * rollback deletes the marker (durably) before it writes a byte; the confirmation deletes the
  * journal first (its commit point), then the marker.
  */
-import { open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import * as path from 'node:path';
 import { ModelFormatError } from '../../core/errors.ts';
 import type { Hash64Stream, Hasher } from '../../core/hash-types.ts';
-import { errCode, syncDir } from '../durable/durable.ts';
 import { GGUF_MAX_CHUNK_BYTES, GGUF_MAX_PARTS } from './payload.ts';
+import type { GgufVolume, VolumeFile } from './volume.ts';
 
 /** Suffix of the undo journal, beside the model's (first) file. */
 export const GGUF_UNDO_SUFFIX = '.ndiff-undo';
@@ -39,31 +38,10 @@ const END = 0xffffffff;
 /** Bytes of journal gathered per write (a range's 16-byte head and its bytes would otherwise be two writes each). */
 const JOURNAL_WRITE = 1 << 20;
 
-/** One of the model's files, as the journal names it. */
+/** One of the model's files, as the journal names it: its name in the folder and its length. */
 export interface JournalPart {
-  file: string;
+  name: string;
   length: number;
-}
-
-/** Write all of `bytes` at `position`. */
-export async function writeFully(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  let at = 0;
-  while (at < bytes.length) {
-    const { bytesWritten } = await fh.write(bytes, at, bytes.length - at, position + at);
-    at += bytesWritten;
-  }
-}
-
-/** Read exactly `length` bytes at `position`, or throw. */
-export async function readFully(fh: FileHandle, length: number, position: number, what: string): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  let at = 0;
-  while (at < length) {
-    const { bytesRead } = await fh.read(out, at, length - at, position + at);
-    if (bytesRead === 0) throw new ModelFormatError(`${what} ended at ${position + at} bytes while ${length} bytes from ${position} were read: it changed meanwhile or is damaged`, { what });
-    at += bytesRead;
-  }
-  return out;
 }
 
 /** A journal being written: ranges appended one at a time, then {@link UndoJournalWriter.commit}. */
@@ -73,18 +51,16 @@ export class UndoJournalWriter {
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
   private readonly hash: Hash64Stream;
-  private constructor(private readonly fh: FileHandle, readonly file: string, hasher: Hasher) {
+  private constructor(private readonly volume: GgufVolume, private readonly file: VolumeFile, readonly name: string, hasher: Hasher) {
     this.hash = hasher.create64();
   }
 
-  /** Start the journal of `parts` at `<journal>.tmp` (a leftover one is replaced). */
-  static async start(journal: string, parts: readonly JournalPart[], hasher: Hasher): Promise<UndoJournalWriter> {
-    const tmp = `${journal}.tmp`;
-    await unlink(tmp).catch((e) => {
-      if (errCode(e) !== 'ENOENT') throw e;
-    });
-    const w = new UndoJournalWriter(await open(tmp, 'wx'), journal, hasher);
-    const names = parts.map((p) => new TextEncoder().encode(path.basename(p.file)));
+  /** Start the journal `name` of `parts` at `<name>.tmp` (a leftover one is replaced). */
+  static async start(volume: GgufVolume, name: string, parts: readonly JournalPart[], hasher: Hasher): Promise<UndoJournalWriter> {
+    const tmp = `${name}.tmp`;
+    await volume.remove(tmp);
+    const w = new UndoJournalWriter(volume, await volume.open(tmp, 'wx'), name, hasher);
+    const names = parts.map((p) => new TextEncoder().encode(p.name));
     const head = new Uint8Array(8 + 4 + names.reduce((n, b) => n + 2 + b.length + 8, 0));
     const dv = new DataView(head.buffer);
     head.set(MAGIC);
@@ -118,7 +94,7 @@ export class UndoJournalWriter {
     }
     this.pending = [];
     this.pendingBytes = 0;
-    await writeFully(this.fh, out, this.at);
+    await this.file.write(out, this.at);
     this.at += out.length;
   }
 
@@ -140,17 +116,17 @@ export class UndoJournalWriter {
     dv.setUint32(0, END, true);
     dv.setBigUint64(4, this.hash.digest(), true);
     await this.flush();
-    await writeFully(this.fh, end, this.at);
-    await this.fh.sync();
-    await this.fh.close();
-    await rename(`${this.file}.tmp`, this.file);
-    await syncDir(path.dirname(this.file));
+    await this.file.write(end, this.at);
+    await this.file.sync();
+    await this.file.close();
+    await this.volume.rename(`${this.name}.tmp`, this.name);
+    await this.volume.syncFolder();
   }
 
   /** Drop an unfinished journal (nothing of the model was written). */
   async abandon(): Promise<void> {
-    await this.fh.close().catch(() => {});
-    await unlink(`${this.file}.tmp`).catch(() => {});
+    await this.file.close().catch(() => {});
+    await this.volume.remove(`${this.name}.tmp`).catch(() => {});
   }
 }
 
@@ -165,44 +141,29 @@ export interface SwitchMarker {
   sequence?: number;
 }
 
-async function removeIfThere(file: string): Promise<boolean> {
-  try {
-    await unlink(file);
-    return true;
-  } catch (e) {
-    if (errCode(e) === 'ENOENT') return false;
-    throw e;
-  }
-}
-
 /** Record, durably, that every byte of the new version is in place and checked (module doc). */
-export async function writeSwitchMarker(first: string, marker: SwitchMarker): Promise<void> {
-  const file = first + GGUF_SWITCHED_SUFFIX;
-  const fh = await open(`${file}.tmp`, 'w');
+export async function writeSwitchMarker(volume: GgufVolume, first: string, marker: SwitchMarker): Promise<void> {
+  const name = first + GGUF_SWITCHED_SUFFIX;
+  const file = await volume.open(`${name}.tmp`, 'w');
   try {
-    await writeFully(fh, new TextEncoder().encode(JSON.stringify(marker) + '\n'), 0);
-    await fh.sync();
+    await file.write(new TextEncoder().encode(JSON.stringify(marker) + '\n'), 0);
+    await file.sync();
   } finally {
-    await fh.close();
+    await file.close();
   }
-  await rename(`${file}.tmp`, file);
-  await syncDir(path.dirname(first));
+  await volume.rename(`${name}.tmp`, name);
+  await volume.syncFolder();
 }
 
 /**
  * The switch marker beside `first`, or undefined when there is none or it cannot be read (then
  * the journal is rolled back, which is always safe); a leftover temp file of one is deleted.
  */
-export async function readSwitchMarker(first: string): Promise<SwitchMarker | undefined> {
-  const file = first + GGUF_SWITCHED_SUFFIX;
-  await removeIfThere(`${file}.tmp`);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    if (errCode(e) === 'ENOENT') return undefined;
-    throw e;
-  }
+export async function readSwitchMarker(volume: GgufVolume, first: string): Promise<SwitchMarker | undefined> {
+  const name = first + GGUF_SWITCHED_SUFFIX;
+  await volume.remove(`${name}.tmp`);
+  const text = await volume.readText(name);
+  if (text === undefined) return undefined;
   try {
     const m = JSON.parse(text) as Partial<SwitchMarker>;
     if (typeof m.target !== 'string' || typeof m.awaitsHealthCheck !== 'boolean') return undefined;
@@ -214,8 +175,8 @@ export async function readSwitchMarker(first: string): Promise<SwitchMarker | un
 }
 
 /** Delete the switch marker beside `first`, durably (a no-op without one). */
-export async function clearSwitchMarker(first: string): Promise<void> {
-  if (await removeIfThere(first + GGUF_SWITCHED_SUFFIX)) await syncDir(path.dirname(first));
+export async function clearSwitchMarker(volume: GgufVolume, first: string): Promise<void> {
+  if (await volume.remove(first + GGUF_SWITCHED_SUFFIX)) await volume.syncFolder();
 }
 
 function damaged(journal: string, what: string): ModelFormatError {
@@ -226,17 +187,17 @@ function damaged(journal: string, what: string): ModelFormatError {
  * Whether an update left a journal beside `first` (the model's first file); a leftover
  * `<journal>.tmp` (an update killed before it wrote anything to the model) is deleted.
  */
-export async function undoJournalPending(first: string): Promise<boolean> {
+export async function undoJournalPending(volume: GgufVolume, first: string): Promise<boolean> {
   const journal = first + GGUF_UNDO_SUFFIX;
-  await removeIfThere(`${journal}.tmp`);
-  try {
-    await stat(journal);
-    return true;
-  } catch (e) {
-    if (errCode(e) === 'ENOENT') return false;
-    throw e;
-  }
+  await volume.remove(`${journal}.tmp`);
+  return (await volume.size(journal)) !== undefined;
 }
+
+/** A view of `b`'s own bytes. */
+const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
+
+/** Whether `name` names a file of the folder itself (no folder part, not `.` or `..`). */
+const plainName = (name: string) => name !== '' && name !== '.' && name !== '..' && !/[/\\]/.test(name);
 
 /**
  * Roll the model whose first file is `first` back from its undo journal: check the journal whole
@@ -245,36 +206,37 @@ export async function undoJournalPending(first: string): Promise<boolean> {
  * @returns the number of ranges written back
  * @throws ModelFormatError a damaged journal, or a journal naming other files (nothing written)
  */
-export async function rollBackGguf(first: string, hasher: Hasher): Promise<number> {
-  const journal = first + GGUF_UNDO_SUFFIX;
-  const fh = await open(journal, 'r');
+export async function rollBackGguf(volume: GgufVolume, first: string, hasher: Hasher): Promise<number> {
+  const name = first + GGUF_UNDO_SUFFIX;
+  const journal = volume.describe(name);
+  const fh = await volume.open(name, 'r');
   const parts: JournalPart[] = [];
   const ranges: { part: number; offset: number; length: number; at: number }[] = [];
   try {
-    const size = (await fh.stat()).size;
+    const size = await fh.size();
     if (size < 24) throw damaged(journal, `${size} bytes`);
     // The digest of everything before the end mark, read a slice at a time.
     const h = hasher.create64();
-    for (let at = 0; at < size - 12; at += GGUF_MAX_CHUNK_BYTES) h.update(await readFully(fh, Math.min(GGUF_MAX_CHUNK_BYTES, size - 12 - at), at, journal));
-    const end = new DataView((await readFully(fh, 12, size - 12, journal)).buffer);
+    for (let at = 0; at < size - 12; at += GGUF_MAX_CHUNK_BYTES) h.update(await fh.read(at, Math.min(GGUF_MAX_CHUNK_BYTES, size - 12 - at)));
+    const end = view(await fh.read(size - 12, 12));
     if (end.getUint32(0, true) !== END || end.getBigUint64(4, true) !== h.digest()) throw damaged(journal, 'its digest does not match its bytes');
-    const head = await readFully(fh, 12, 0, journal);
+    const head = await fh.read(0, 12);
     if (new TextDecoder().decode(head.subarray(0, 8)) !== 'NDGGUFU1') throw damaged(journal, 'not an undo journal');
-    const count = new DataView(head.buffer).getUint32(8, true);
+    const count = view(head).getUint32(8, true);
     if (count < 1 || count > GGUF_MAX_PARTS) throw damaged(journal, `${count} parts`);
     let at = 12;
     for (let i = 0; i < count; i++) {
-      const n = new DataView((await readFully(fh, 2, at, journal)).buffer).getUint16(0, true);
-      const name = new TextDecoder().decode(await readFully(fh, n, at + 2, journal));
-      const length = Number(new DataView((await readFully(fh, 8, at + 2 + n, journal)).buffer).getBigUint64(0, true));
-      if (name !== path.basename(name) || name === '' || name === '.' || name === '..') throw damaged(journal, `a part named ${JSON.stringify(name)}`);
-      parts.push({ file: path.join(path.dirname(first), name), length });
+      const n = view(await fh.read(at, 2)).getUint16(0, true);
+      const partName = new TextDecoder().decode(await fh.read(at + 2, n));
+      const length = Number(view(await fh.read(at + 2 + n, 8)).getBigUint64(0, true));
+      if (!plainName(partName)) throw damaged(journal, `a part named ${JSON.stringify(partName)}`);
+      parts.push({ name: partName, length });
       at += 2 + n + 8;
     }
-    if (path.basename(parts[0].file) !== path.basename(first)) throw damaged(journal, `it names ${parts[0].file} first, not ${first}`);
+    if (parts[0].name !== first) throw damaged(journal, `it names ${volume.describe(parts[0].name)} first, not ${volume.describe(first)}`);
     while (at < size - 12) {
       if (at + 16 > size - 12) throw damaged(journal, 'a range cut short');
-      const dv = new DataView((await readFully(fh, 16, at, journal)).buffer);
+      const dv = view(await fh.read(at, 16));
       const part = dv.getUint32(0, true);
       const offset = Number(dv.getBigUint64(4, true));
       const length = dv.getUint32(12, true);
@@ -284,17 +246,17 @@ export async function rollBackGguf(first: string, hasher: Hasher): Promise<numbe
     }
     // Every file must still have the length the journal names before anything is written.
     for (const p of parts) {
-      const st = await stat(p.file).catch(() => undefined);
-      if (!st || st.size !== p.length) throw damaged(journal, `${p.file} is ${st ? `${st.size} bytes` : 'missing'}, the journal was written for ${p.length}`);
+      const now = await volume.size(p.name);
+      if (now !== p.length) throw damaged(journal, `${volume.describe(p.name)} is ${now !== undefined ? `${now} bytes` : 'missing'}, the journal was written for ${p.length}`);
     }
     // No longer the new version once a byte goes back: the marker goes first, durably.
-    await clearSwitchMarker(first);
-    const handles = new Map<number, FileHandle>();
+    await clearSwitchMarker(volume, first);
+    const handles = new Map<number, VolumeFile>();
     try {
       for (const r of ranges) {
         let out = handles.get(r.part);
-        if (!out) handles.set(r.part, (out = await open(parts[r.part].file, 'r+')));
-        await writeFully(out, await readFully(fh, r.length, r.at, journal), r.offset);
+        if (!out) handles.set(r.part, (out = await volume.open(parts[r.part].name, 'r+')));
+        await out.write(await fh.read(r.at, r.length), r.offset);
       }
       for (const out of handles.values()) await out.sync();
     } finally {
@@ -303,7 +265,7 @@ export async function rollBackGguf(first: string, hasher: Hasher): Promise<numbe
   } finally {
     await fh.close();
   }
-  await unlink(journal);
-  await syncDir(path.dirname(first));
+  await volume.remove(name);
+  await volume.syncFolder();
   return ranges.length;
 }
