@@ -149,6 +149,13 @@ test('neural-diff/tfjs (src/tfjs.ts) bundles for a browser and for React Native 
   assert.ok(gzipSync(alone.outputFiles[0].contents).length < 5_000, 'the live-model store alone stays small');
 });
 
+test('neural-diff/gguf (src/io/gguf/opfs.ts), the device\'s in-place GGUF apply, bundles for the browser without tfjs, node modules or WebAssembly', async () => {
+  const result = await build({ entryPoints: [join(root, 'src/io/gguf/opfs.ts')], bundle: true, platform: 'browser', format: 'esm', minify: true, write: false, metafile: true, logLevel: 'silent' });
+  const inputs = Object.keys(result.metafile.inputs);
+  assert.deepEqual(inputs.filter((p) => /@tensorflow|node_modules\/|\.wasm|src\/(train|engine|io\/(durable\/(?!pending-update\.ts)|onnx|tflite|safetensors|tfjs))/.test(p) || p.startsWith('node:')), []);
+  assert.ok(inputs.some((p) => p.endsWith('src/io/gguf/in-place-core.ts')) && inputs.some((p) => p.endsWith('src/core/sha512.ts')));
+});
+
 test('neural-diff/sequence-stores (src/apply/sequence-stores.ts) bundles for the browser alone, without tfjs or node modules', async () => {
   const result = await build({ entryPoints: [join(root, 'src/apply/sequence-stores.ts')], bundle: true, platform: 'browser', format: 'esm', minify: true, write: false, metafile: true, logLevel: 'silent' });
   const inputs = Object.keys(result.metafile.inputs);

@@ -9,22 +9,10 @@ import * as path from 'node:path';
 import { LockHeldElsewhereError, ModelFormatError } from '../../core/errors.ts';
 import { errCode, nodeFileOps, readIfExists, type FileOps } from './durable.ts';
 import { LOCK_FILE } from './control-files.ts';
-import type { PendingSettlement } from './pending-update.ts';
+import type { RecoveryReport } from './pending-update.ts';
 
-/** What {@link recoverModelDir} found and did. */
-export interface RecoveryReport {
-  /** One sentence per action (or file deliberately left alone); empty when the folder was clean. */
-  actions: string[];
-  /** True when an unconfirmed update was rolled back to the previous version. */
-  rolledBack: boolean;
-  /** Files deleted, relative to the folder. */
-  removed: string[];
-  /**
-   * Set when an update switched in but never confirmed was found and finished: confirmed after
-   * the command's health check passed, or rolled back (src/io/durable/pending-update.ts).
-   */
-  pending?: PendingSettlement;
-}
+export type { RecoveryReport } from './pending-update.ts';
+
 
 /** Options of the functions that change a model folder. */
 export interface FolderOptions {

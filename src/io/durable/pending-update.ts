@@ -21,7 +21,7 @@
  */
 import { PendingUpdateError } from '../../core/errors.ts';
 
-/** The part of a recovery's report (`RecoveryReport`, lock.ts) a settlement fills in. */
+/** The part of a recovery's report ({@link RecoveryReport}) a settlement fills in. */
 interface SettlementReport {
   actions: string[];
   rolledBack: boolean;
@@ -54,6 +54,21 @@ export interface PendingSwitch {
   confirm(): Promise<void>;
   /** Put the previous version back. */
   rollBack(): Promise<void>;
+}
+
+/** What {@link recoverModelDir} found and did. */
+export interface RecoveryReport {
+  /** One sentence per action (or file deliberately left alone); empty when the folder was clean. */
+  actions: string[];
+  /** True when an unconfirmed update was rolled back to the previous version. */
+  rolledBack: boolean;
+  /** Files deleted, relative to the folder. */
+  removed: string[];
+  /**
+   * Set when an update switched in but never confirmed was found and finished: confirmed after
+   * the command's health check passed, or rolled back (src/io/durable/pending-update.ts).
+   */
+  pending?: PendingSettlement;
 }
 
 /** How an unconfirmed switch ended, in a {@link RecoveryReport} (`pending`). */

@@ -37,7 +37,7 @@ import { toHex } from '../../core/hex.ts';
 import type { PayloadHeader } from '../../core/format.ts';
 import { checkNotExpired, checkNotReplayed, checkNotStale, readRecordedSequence, type SequenceStore } from '../../apply/freshness.ts';
 import type { SignatureCheck } from '../../apply/signature.ts';
-import type { RecoveryReport } from '../durable/lock.ts';
+import type { RecoveryReport } from '../durable/pending-update.ts';
 import { settlePendingSwitch, type PendingHealthCheck, type PendingOptions } from '../durable/pending-update.ts';
 import type { GgufModel } from './model.ts';
 import { bytes8, checkGgufChunkBase, decodeGgufChunk, ggufModelDigest, ggufPayloadMisfit, type GgufChunk, type GgufPayloadHeader } from './payload.ts';

@@ -1,0 +1,107 @@
+/**
+ * The device's GGUF in-place apply (`neural-diff/gguf`, src/io/gguf/opfs.ts: no node module, no
+ * WebAssembly), here over a folder in memory (test/helpers/memory-volume.ts) so every step can be
+ * cut: the same protocol as `ndiff apply` on disk, through the store interface the browser's
+ * OPFS folder implements (test/browser-gguf-opfs.test.ts runs it there, with wllama).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { getHasher } from '../src/core/hasher.ts';
+import { BaseMismatchError, PayloadFormatError, SignatureError, TargetMismatchError } from '../src/core/errors.ts';
+import { MemorySequenceStore } from '../src/apply/freshness.ts';
+import { bytesSource } from '../src/io/gguf/header.ts';
+import { ggufModelOf, ggufSplitModel } from '../src/io/gguf/model.ts';
+import { diffGgufModels } from '../src/io/gguf/diff.ts';
+import { applyGgufInPlace, ggufFingerprintIn, ggufUpdatePendingIn, recoverGgufInPlace } from '../src/io/gguf/opfs.ts';
+import { generateKeyPair, signPayload } from '../src/sign/node-keys.ts';
+import { ggufFixture, perturbGguf } from './helpers/gguf-pairs.ts';
+import { Cut, memoryVolume } from './helpers/memory-volume.ts';
+
+const hasher = await getHasher();
+const v1 = ggufFixture('tiny-llama-q6_k.gguf');
+const v2 = perturbGguf(v1, { blockShare: 0.3, seed: 21, metadata: true });
+const diffed = diffGgufModels(hasher, ggufModelOf(bytesSource(v1)), ggufModelOf(bytesSource(v2)), { modelId: 'tiny', sequence: 1, createdBy: 'test' });
+const payload = diffed.payload;
+const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && Buffer.compare(a, b) === 0;
+const only = (name: string, bytes: Uint8Array) => new Map([[name, bytes.slice()]]);
+
+test('applied in a store without node:fs: the model reaches the target byte for byte, the fingerprint the payload names; again: already applied; the sequence recorded', async () => {
+  const volume = memoryVolume(only('m.gguf', v1));
+  const sequences = new MemorySequenceStore();
+  assert.equal(await ggufFingerprintIn(volume, 'm.gguf'), diffed.baseFingerprint);
+  const r = await applyGgufInPlace(volume, 'm.gguf', payload, { sequences });
+  assert.equal(r.status, 'applied');
+  assert.ok(r.writtenBytes > 0 && r.changedTensors.length > 0);
+  assert.deepEqual(r.files, ['mem:m.gguf']);
+  assert.ok(same(volume.files.get('m.gguf'), v2));
+  assert.equal(await ggufFingerprintIn(volume, 'm.gguf'), diffed.targetFingerprint);
+  assert.deepEqual([...volume.files.keys()].sort(), ['m.gguf', 'm.gguf.ndiff-model.json'], 'no journal, no marker left');
+  assert.equal(sequences.get('tiny'), 1);
+  const again = await applyGgufInPlace(volume, 'm.gguf', payload, { sequences });
+  assert.equal(again.status, 'already-applied');
+  // The journal was written before the model: its rename precedes the first write of m.gguf.
+  const renamed = volume.changes.indexOf('rename(m.gguf.ndiff-undo.tmp -> m.gguf.ndiff-undo)');
+  const firstWrite = volume.changes.findIndex((c) => c.startsWith('write(m.gguf,'));
+  assert.ok(renamed >= 0 && renamed < firstWrite, volume.changes.join('\n'));
+});
+
+test('cut before every change of the apply: after the recovery the model is the base or the target byte for byte, and the apply run again reaches the target', async () => {
+  const full = memoryVolume(only('m.gguf', v1));
+  await applyGgufInPlace(full, 'm.gguf', payload, { sequences: null });
+  const steps = full.changes.length;
+  assert.ok(steps > 10, `${steps} changes`);
+  const ended = { base: 0, target: 0 };
+  for (let cut = 1; cut <= steps; cut++) {
+    const files = only('m.gguf', v1);
+    await assert.rejects(applyGgufInPlace(memoryVolume(files, cut), 'm.gguf', payload, { sequences: null }), Cut, `cut ${cut}`);
+    const after = memoryVolume(files);
+    await recoverGgufInPlace(after, 'm.gguf');
+    const now = files.get('m.gguf');
+    assert.ok(same(now, v1) || same(now, v2), `cut before change ${cut} (${full.changes[cut - 1]}): neither version after the recovery`);
+    ended[same(now, v1) ? 'base' : 'target']++;
+    assert.equal(await ggufUpdatePendingIn(after, 'm.gguf'), false);
+    const r = await applyGgufInPlace(after, 'm.gguf', payload, { sequences: null });
+    assert.ok(same(files.get('m.gguf'), v2), `cut ${cut}: re-run ${r.status}`);
+  }
+  assert.ok(ended.base > 0 && ended.target > 0, JSON.stringify(ended));
+});
+
+test('a wrong base, a tampered chunk, an unsigned payload where a key is trusted: refused, the model untouched', async () => {
+  const other = perturbGguf(v1, { blockShare: 0.1, seed: 5 });
+  const volume = memoryVolume(only('m.gguf', other));
+  await assert.rejects(applyGgufInPlace(volume, 'm.gguf', payload, { sequences: null }), BaseMismatchError);
+  assert.ok(same(volume.files.get('m.gguf'), other));
+  assert.deepEqual([...volume.files.keys()], ['m.gguf']);
+  const tampered = payload.slice();
+  tampered[tampered.length - 40] ^= 0x10;
+  const base = memoryVolume(only('m.gguf', v1));
+  await assert.rejects(applyGgufInPlace(base, 'm.gguf', tampered, { sequences: null }), (e: unknown) => e instanceof PayloadFormatError || e instanceof TargetMismatchError || e instanceof BaseMismatchError);
+  assert.ok(same(base.files.get('m.gguf'), v1));
+  const keys = generateKeyPair();
+  await assert.rejects(applyGgufInPlace(base, 'm.gguf', payload, { sequences: null, trustedKeys: [keys.publicKey] }), SignatureError);
+  assert.ok(same(base.files.get('m.gguf'), v1));
+});
+
+test('signed, verified as it streams past by the SHA-512 written here (a Blob, read a window at a time); a split model named by any part', async () => {
+  const keys = generateKeyPair();
+  const signed = signPayload(payload, keys.privateKeyPem);
+  const volume = memoryVolume(only('m.gguf', v1));
+  const r = await applyGgufInPlace(volume, 'm.gguf', new Blob([new Uint8Array(signed)]), { sequences: null, trustedKeys: [keys.publicKey] });
+  assert.equal(r.signature.verified, true);
+  assert.ok(same(volume.files.get('m.gguf'), v2));
+  const altered = signed.slice();
+  altered[200] ^= 1;
+  const fresh = memoryVolume(only('m.gguf', v1));
+  await assert.rejects(applyGgufInPlace(fresh, 'm.gguf', new Blob([new Uint8Array(altered)]), { sequences: null, trustedKeys: [keys.publicKey] }), (e: unknown) => e instanceof SignatureError || e instanceof PayloadFormatError);
+  assert.ok(same(fresh.files.get('m.gguf'), v1));
+
+  const names = [1, 2, 3].map((k) => `tiny-split-0000${k}-of-00003.gguf`);
+  const p1 = names.map((x) => ggufFixture(x));
+  const p2 = p1.map((b, i) => perturbGguf(b, { blockShare: 0.3, seed: 31 + i }));
+  const split = (parts: Uint8Array[]) => ggufSplitModel(3, (no) => bytesSource(parts[no - 1], names[no - 1]), names[0]);
+  const d = diffGgufModels(hasher, split(p1), split(p2), { modelId: 'tiny', sequence: 1, createdBy: 'test' });
+  const files = new Map(names.map((x, i) => [x, p1[i].slice()]));
+  const res = await applyGgufInPlace(memoryVolume(files), names[2], d.payload, { sequences: null });
+  assert.equal(res.status, 'applied');
+  names.forEach((x, i) => assert.ok(same(files.get(x), p2[i]), `part ${i + 1}`));
+});
