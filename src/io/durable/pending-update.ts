@@ -56,7 +56,7 @@ export interface PendingSwitch {
   rollBack(): Promise<void>;
 }
 
-/** What {@link recoverModelDir} found and did. */
+/** What a recovery (`recoverModelDir`, `recoverGgufFile`, `recoverGgufInOpfs`) found and did. */
 export interface RecoveryReport {
   /** One sentence per action (or file deliberately left alone); empty when the folder was clean. */
   actions: string[];

@@ -59,7 +59,7 @@ export interface InPlaceRecords {
   sequences?: SequenceStore;
 }
 
-/** What {@link applyInPlace} takes besides the folder and the payload. */
+/** What `applyInPlace` takes besides the folder and the payload. */
 export interface InPlaceOptions {
   expectedModelId?: string;
   dryRun?: boolean;
@@ -68,7 +68,7 @@ export interface InPlaceOptions {
   now?: () => number;
 }
 
-/** What {@link applyInPlace} returns. */
+/** What `applyInPlace` returns (`applyToGgufFile` and `applyGgufInOpfs` add the files). */
 export interface InPlaceResult {
   status: 'applied' | 'already-applied';
   header: GgufPayloadHeader;

@@ -39,7 +39,10 @@ import type { GgufVolume, VolumeFile, VolumeOpenMode } from './volume.ts';
 
 export type { GgufVolume, VolumeFile, VolumeOpenMode } from './volume.ts';
 export type { InPlaceResult } from './in-place-core.ts';
-export type { GgufPayloadReader } from './payload-open.ts';
+export type { GgufPayloadReader, OpenedGgufPayload } from './payload-open.ts';
+export type { GgufSource } from './header.ts';
+export type { GgufChunk, GgufPartDigests, GgufPayloadHeader, GgufRun } from './payload.ts';
+export type { PendingOptions, PendingHealthCheck, PendingSettlement } from '../durable/pending-update.ts';
 export type { RecoveryReport } from '../durable/pending-update.ts';
 export { GGUF_UNDO_SUFFIX } from './undo-journal.ts';
 
