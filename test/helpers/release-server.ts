@@ -126,7 +126,7 @@ export async function serveRelease(root: string, serveOptions: ServeOptions = {}
     }
     const body = Buffer.from(bytes.subarray(start, Math.min(bytes.length, last + 1)));
     entry.status = range ? 206 : 200;
-    const type = urlPath.endsWith('.html') ? 'text/html' : urlPath.endsWith('.js') ? 'text/javascript' : urlPath.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+    const type = urlPath.endsWith('.html') ? 'text/html' : urlPath.endsWith('.js') ? 'text/javascript' : urlPath.endsWith('.json') ? 'application/json' : urlPath.endsWith('.wasm') ? 'application/wasm' : 'application/octet-stream';
     const headers: Record<string, string | number> = { 'Content-Type': type, 'Accept-Ranges': 'bytes' };
     if (range) headers['Content-Range'] = `bytes ${start}-${start + body.length - 1}/${bytes.length}`;
     if (fault?.kind === 'truncate' || fault?.kind === 'overlong') {
