@@ -1,6 +1,5 @@
 /**
- * What the wllama test page loads (bundled for the browser by test/helpers/wllama.ts): files put
- * into the origin's private file system (OPFS), and greedy generation by wllama (llama.cpp built
+ * What the wllama test page loads (bundled for the browser by test/helpers/wllama.ts): greedy generation by wllama (llama.cpp built
  * for WebAssembly) from a GGUF file read out of OPFS, as a device would run a model it patched in
  * place there. The wasm is served beside the page (`wllama.wasm`), never fetched from a CDN.
  */
@@ -63,45 +62,6 @@ const wasmUrl = new URL('./wllama.wasm', import.meta.url).href;
 
 /** The OPFS root directory of this origin. */
 const opfs = () => navigator.storage.getDirectory();
-
-/** Write `base64`'s bytes to `name` in the OPFS root (created or replaced). */
-export async function opfsPut(name: string, base64: string): Promise<number> {
-  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-  const handle = await (await opfs()).getFileHandle(name, { create: true });
-  const out = await handle.createWritable();
-  await out.write(bytes);
-  await out.close();
-  return (await handle.getFile()).size;
-}
-
-/**
- * Write `base64`'s bytes into `name` at byte `offset`, keeping the rest of the file (created when
- * absent): the file is changed in place, as a patch applied on the device changes it.
- */
-export async function opfsWriteAt(name: string, offset: number, base64: string): Promise<number> {
-  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-  const handle = await (await opfs()).getFileHandle(name, { create: true });
-  const out = await handle.createWritable({ keepExistingData: true });
-  await out.write({ type: 'write', position: offset, data: bytes });
-  await out.close();
-  return (await handle.getFile()).size;
-}
-
-/** Copy the file served at `url` into `name` in the OPFS root (created or replaced), streamed. */
-export async function opfsPutFromUrl(name: string, url: string): Promise<number> {
-  const res = await fetch(url);
-  if (!res.ok || !res.body) throw new Error(`GET ${url}: ${res.status}`);
-  const handle = await (await opfs()).getFileHandle(name, { create: true });
-  await res.body.pipeTo(await handle.createWritable());
-  return (await handle.getFile()).size;
-}
-
-/** Remove `name` from the OPFS root (no error when it is absent). */
-export async function opfsRemove(name: string): Promise<void> {
-  await (await opfs()).removeEntry(name).catch((e: DOMException) => {
-    if (e.name !== 'NotFoundError') throw e;
-  });
-}
 
 /**
  * Load the GGUF file `args.file` from OPFS into wllama (the File itself, read in slices as the

@@ -3,9 +3,9 @@
  * for tests of GGUF models that live in the origin's private file system (OPFS), as a device
  * keeps the model it patches in place. {@link prepareWllamaSite} writes a folder to serve (the
  * page's bundle and wllama's wasm: nothing is fetched from elsewhere at run time);
- * {@link openWllamaPage} opens it; {@link putInOpfs} and {@link writeInOpfsAt} write bytes into
- * OPFS (a whole file, or in place at an offset); {@link wllamaGreedy}
- * has wllama read a GGUF file from OPFS and generate tokens greedily, and returns their ids.
+ * {@link openWllamaPage} opens it; {@link wllamaGreedy} has wllama read a GGUF file from OPFS
+ * and generate tokens greedily, and returns their ids (test/browser-gguf-opfs.test.ts puts the
+ * files into OPFS and patches them there).
  *
  * wllama runs single-threaded here (one worker, no pthreads: multi-threading needs the page to be
  * cross-origin isolated), on the CPU (no WebGPU), reading the file as a Blob in slices through
@@ -58,28 +58,6 @@ export async function openWllamaPage(context: BrowserContext, siteUrl: string): 
   await page.goto(`${siteUrl}${WLLAMA_PAGE}`);
   await page.waitForSelector('body[data-state="ready"]', { state: 'attached' });
   return { page, problems };
-}
-
-/** Write `bytes` to `name` in the page origin's OPFS root (created or replaced); the size written. */
-export async function putInOpfs(page: Page, name: string, bytes: Uint8Array): Promise<number> {
-  const base64 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
-  return (await page.evaluate(`window.wllamaPage.opfsPut(${JSON.stringify(name)}, ${JSON.stringify(base64)})`)) as number;
-}
-
-/** Write `bytes` into `name` at byte `offset`, the rest of the file kept (a change in place, as a patch makes); the file's size after. */
-export async function writeInOpfsAt(page: Page, name: string, offset: number, bytes: Uint8Array): Promise<number> {
-  const base64 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
-  return (await page.evaluate(`window.wllamaPage.opfsWriteAt(${JSON.stringify(name)}, ${offset}, ${JSON.stringify(base64)})`)) as number;
-}
-
-/** Copy the file the site serves at `path` (relative to the page) into `name` in OPFS; the size written. */
-export async function putInOpfsFromSite(page: Page, name: string, path: string): Promise<number> {
-  return (await page.evaluate(`window.wllamaPage.opfsPutFromUrl(${JSON.stringify(name)}, new URL(${JSON.stringify(path)}, location.href).href)`)) as number;
-}
-
-/** Remove `name` from OPFS (no error when it is absent). */
-export async function removeFromOpfs(page: Page, name: string): Promise<void> {
-  await page.evaluate(`window.wllamaPage.opfsRemove(${JSON.stringify(name)})`);
 }
 
 /**

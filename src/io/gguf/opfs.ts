@@ -347,10 +347,21 @@ async function readModelVia(volume: GgufVolume, names: readonly string[]): Promi
 
 class HeaderPastWindow extends Error {}
 
-/** Take the Web Lock of the model's folder where the runtime has Web Locks (a browser, a worker); else run as is. */
-async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+/**
+ * The name of the Web Lock {@link applyGgufInOpfs} and {@link recoverGgufInOpfs} hold while they
+ * change the model named `name`. A page that loads the model takes it too
+ * (`navigator.locks.request(ggufOpfsLockName(name), () => wllama.loadModel([file]))`): a File
+ * of OPFS is read as it is at each read, not as it was when it was taken, and a runtime that reads
+ * the model in slices while it loads (wllama does) would otherwise load a mix of both versions.
+ */
+export function ggufOpfsLockName(name: string): string {
+  return `neural-diff:gguf:${ggufPartNames(name)[0]}`;
+}
+
+/** Hold the model's Web Lock where the runtime has Web Locks (a browser, a worker); else run as is. */
+async function withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
   const locks = (globalThis as { navigator?: { locks?: { request(name: string, cb: () => Promise<T>): Promise<T> } } }).navigator?.locks;
-  return locks ? locks.request(`neural-diff:gguf:${key}`, fn) : fn();
+  return locks ? locks.request(ggufOpfsLockName(name), fn) : fn();
 }
 
 /**
