@@ -12,6 +12,7 @@ import { MemorySequenceStore } from '../src/apply/freshness.ts';
 import { bytesSource } from '../src/io/gguf/header.ts';
 import { ggufModelOf, ggufSplitModel } from '../src/io/gguf/model.ts';
 import { diffGgufModels } from '../src/io/gguf/diff.ts';
+import { ongridGgufDiff } from '../src/gguf-diff/index.ts';
 import { applyGgufInPlace, ggufFingerprintIn, ggufUpdatePendingIn, recoverGgufInPlace } from '../src/io/gguf/opfs.ts';
 import { generateKeyPair, signPayload } from '../src/sign/node-keys.ts';
 import { ggufFixture, perturbGguf } from './helpers/gguf-pairs.ts';
@@ -104,4 +105,23 @@ test('signed, verified as it streams past by the SHA-512 written here (a Blob, r
   const res = await applyGgufInPlace(memoryVolume(files), names[2], d.payload, { sequences: null });
   assert.equal(res.status, 'applied');
   names.forEach((x, i) => assert.ok(same(files.get(x), p2[i]), `part ${i + 1}`));
+});
+
+test('an on-grid (lossy) payload: the model reaches the mixed version the payload names (every block v1\'s or v2\'s), within its budget', async () => {
+  const a = ggufFixture('tiny-llama-q8_0.gguf');
+  const b = perturbGguf(a, { blockShare: 0.6, seed: 41, bytesPerBlock: 64 });
+  const exact = diffGgufModels(hasher, ggufModelOf(bytesSource(a)), ggufModelOf(bytesSource(b)), { modelId: 'tiny', sequence: 1, createdBy: 'test' });
+  // Half the exact payload: some changed blocks must stay v1's.
+  const budget = Math.floor(exact.payload.length / 2);
+  const r = ongridGgufDiff(hasher, ggufModelOf(bytesSource(a)), ggufModelOf(bytesSource(b)), budget, { modelId: 'tiny', sequence: 1, createdBy: 'test' });
+  assert.ok(r.payload.length <= budget);
+  assert.notEqual(r.targetFingerprint, exact.targetFingerprint, 'lossy: not v2 itself');
+  const volume = memoryVolume(only('m.gguf', a));
+  const res = await applyGgufInPlace(volume, 'm.gguf', r.payload, { sequences: null });
+  assert.equal(res.status, 'applied');
+  assert.equal(await ggufFingerprintIn(volume, 'm.gguf'), r.targetFingerprint);
+  const now = volume.files.get('m.gguf') as Uint8Array;
+  assert.ok(!same(now, a) && !same(now, b));
+  // Every byte is v1's or v2's at its place.
+  assert.ok(now.every((x, i) => x === a[i] || x === b[i]));
 });
