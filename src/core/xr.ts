@@ -180,10 +180,11 @@ function rangeCodeBytes(high: Uint8Array, prefix: Uint8Array): Uint8Array {
           first = false;
           for (; pending > 1; pending--) out[w++] = (0xff + carry) & 0xff;
           pending = 0;
-          cache = Math.floor(low / 0x1000000) & 0xff;
+          cache = (low / 0x1000000) & 0xff;
         }
         pending++;
-        low = (low % 0x1000000) * 256;
+        // low < 2^33: its low 24 bits survive ToInt32.
+        low = (low & 0xffffff) * 256;
       }
     }
   }

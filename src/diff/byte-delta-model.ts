@@ -50,39 +50,66 @@ const CHOOSE_ON = 1 << 21;
  * byte before on a tie, so deltas that gain nothing keep coding 4).
  */
 export function chooseLiteralContext(target: Uint8Array, ops: readonly ModelOp[], chooseOn = CHOOSE_ON): LiteralContext {
+  // The literals weighed, in order: each one's value, the byte before it and its position's low
+  // bits (all a context reads), gathered once for every context.
+  let count = 0;
+  for (const op of ops) if (op.kind === 0 && count < chooseOn) count += Math.min(op.length, chooseOn - count);
+  const value = new Uint8Array(count);
+  const before = new Uint8Array(count);
+  const position = new Uint8Array(count);
+  let k = 0;
+  let w = 0;
+  for (const op of ops) {
+    if (k >= count) break;
+    if (op.kind === 0) {
+      const n = Math.min(op.length, count - k);
+      for (let i = w; i < w + n; i++, k++) {
+        value[k] = target[i];
+        before[k] = i ? target[i - 1] : 0;
+        position[k] = i & 3;
+      }
+    }
+    w += op.length;
+  }
   let best = BYTE_BEFORE;
   let bestBits = Infinity;
   for (const ctx of [BYTE_BEFORE, ...CONTEXTS.filter((c) => c.lc !== 8 || c.lp !== 0)]) {
     const p = new Uint16Array(256 << (ctx.lc + ctx.lp)).fill(1024);
+    // A context must save more than the byte X costs to be worth naming.
+    const named = ctx === BYTE_BEFORE ? 0 : 8;
+    // The bits only grow: a context past the best total so far cannot be chosen, and is dropped
+    // there (checked every STRIDE literals; the choice is the one the whole sums would make).
+    const limit = bestBits - named;
+    const lc = ctx.lc;
+    const lpMask = (1 << ctx.lp) - 1;
+    const lcShift = 8 - lc;
     let bits = 0;
-    let w = 0;
-    let weighed = 0;
-    for (const op of ops) {
-      if (op.kind === 0 && weighed < chooseOn) {
-        const n = Math.min(op.length, chooseOn - weighed);
-        weighed += n;
-        for (let i = w; i < w + n; i++) {
-          const base = literalTree(target, i, ctx) * 256;
-          const v = target[i];
-          for (let t = 1, b = 7; b >= 0; b--) {
-            const x = (v >> b) & 1;
-            const q = p[base + t];
-            bits += LOG2[x ? 2048 - q : q];
-            p[base + t] = x ? q - (q >> 5) : q + ((2048 - q) >> 5);
-            t = 2 * t + x;
-          }
+    for (let from = 0; from < count && bits < limit; from += STRIDE) {
+      const to = Math.min(count, from + STRIDE);
+      for (let j = from; j < to; j++) {
+        const base = (((position[j] & lpMask) << lc) | (before[j] >> lcShift)) << 8;
+        const v = value[j];
+        for (let t = 1, b = 7; b >= 0; b--) {
+          // Without branches (the bits of a float's mantissa are a coin toss each): for x = 1,
+          // LOG2[2048 - q] and q - (q >> 5); for x = 0, LOG2[q] and q + ((2048 - q) >> 5).
+          const x = (v >> b) & 1;
+          const q = p[base + t];
+          bits += LOG2[q + x * (2048 - 2 * q)];
+          p[base + t] = q + ((((2048 - q) >> 5) & (x - 1)) - ((q >> 5) & -x));
+          t = 2 * t + x;
         }
       }
-      w += op.length;
     }
-    // A context must save more than the byte X costs to be worth naming.
-    if (bits + (ctx === BYTE_BEFORE ? 0 : 8) < bestBits) {
+    if (bits + named < bestBits) {
       best = ctx;
-      bestBits = bits + (ctx === BYTE_BEFORE ? 0 : 8);
+      bestBits = bits + named;
     }
   }
   return best;
 }
+
+/** Literals weighed between two checks of a context against the best so far. */
+const STRIDE = 4096;
 
 /** One instruction of the modelled coding: kind 0 insert, 1-7 copies (see §16), `value` the coded field (z or g) for kinds 1 and 2. */
 export interface ModelOp {
@@ -111,10 +138,11 @@ export class ModelEncoder {
       this.emit((this.cache + carry) & 0xff);
       for (; this.pending > 1; this.pending--) this.emit((0xff + carry) & 0xff);
       this.pending = 0;
-      this.cache = Math.floor(this.low / 0x1000000) & 0xff;
+      this.cache = (this.low / 0x1000000) & 0xff;
     }
     this.pending++;
-    this.low = (this.low % 0x1000000) * 256;
+    // low < 2^33: its low 24 bits survive ToInt32.
+    this.low = (this.low & 0xffffff) * 256;
   }
   private emit(b: number): void {
     if (!this.first) {
@@ -142,6 +170,44 @@ export class ModelEncoder {
       this.range *= 256;
       this.shiftLow();
     }
+  }
+  /**
+   * The literals `target[from..to)`, each an 8-bit tree in its context `ctx` (as {@link tree} over
+   * {@link literalTree} codes them, the same bytes): the coder's state in locals for the run, the
+   * hot loop of a byte delta whose changed bytes are many (a GGUF model's changed blocks).
+   */
+  literals(target: Uint8Array, from: number, to: number, ctx: LiteralContext): void {
+    const p = this.p;
+    const lpMask = (1 << ctx.lp) - 1;
+    const lcShift = 8 - ctx.lc;
+    let low = this.low;
+    let range = this.range;
+    for (let i = from; i < to; i++) {
+      const base = (((i & lpMask) << ctx.lc) | ((i ? target[i - 1] : 0) >> lcShift)) * 256;
+      const v = target[i];
+      for (let t = 1, b = 7; b >= 0; b--) {
+        const x = (v >> b) & 1;
+        const q = p[base + t];
+        const bound = (range >>> 11) * q;
+        if (x) {
+          low += bound;
+          range -= bound;
+          p[base + t] = q - (q >> 5);
+        } else {
+          range = bound;
+          p[base + t] = q + ((2048 - q) >> 5);
+        }
+        t = 2 * t + x;
+        while (range < 0x1000000) {
+          range *= 256;
+          this.low = low;
+          this.shiftLow();
+          low = this.low;
+        }
+      }
+    }
+    this.low = low;
+    this.range = range;
   }
   tree(base: number, n: number, v: number): void {
     let t = 1;
@@ -177,7 +243,7 @@ export function encodeModelled(target: Uint8Array, ops: readonly ModelOp[], ctx:
     if (op.kind === 1) ins.num(8, op.value + 1);
     else if (op.kind === 2) ins.num(9, op.value + 1);
     else if (op.kind === 0) {
-      for (let i = w; i < w + op.length; i++) lit.tree(literalTree(target, i, ctx) * 256, 8, target[i]);
+      lit.literals(target, w, w + op.length, ctx);
       literalCount += op.length;
     }
     prev = op.kind;
