@@ -18,7 +18,11 @@
  * (`ndiff diff --threads`), and every count must write the same payload (the bench exits 1
  * otherwise).
  *
- *   npm run bench:gguf-diff-speed -- [--mib 2048] [--share 0.1] [--few 4] [--runs 1] [--threads 1,2] [--against DIR] [--quick]
+ * With `--lossy SHARE` the diff is the on-grid (lossy) one, as `ndiff diff --budget B` makes it of
+ * a GGUF pair (`ongridGgufDiff`), under a budget of SHARE of the model's size; the payload applied
+ * in place must then reach the target it names (the mixed version), not v2.
+ *
+ *   npm run bench:gguf-diff-speed -- [--mib 2048] [--share 0.1] [--few 4] [--runs 1] [--threads 1,2] [--lossy 0.05] [--against DIR] [--quick]
  *
  * `--quick` (a 64 MiB pair, one run, threads 1,2) is what `test/gguf-diff-speed-bench.test.ts` runs.
  */
@@ -44,9 +48,10 @@ interface DiffFigures {
 }
 
 if (process.argv[2] === '--child') {
-  // node bench/gguf-diff-speed.ts --child CHECKOUT V1 V2 PAYLOAD_OUT THREADS
-  const [, , , checkout, v1, v2, payloadOut, threadsArg] = process.argv;
+  // node bench/gguf-diff-speed.ts --child CHECKOUT V1 V2 PAYLOAD_OUT THREADS LOSSY_BUDGET_BYTES (0: exact)
+  const [, , , checkout, v1, v2, payloadOut, threadsArg, lossyArg] = process.argv;
   const threads = Number(threadsArg);
+  const lossyBudget = Number(lossyArg ?? 0);
   const src = (p: string) => import(path.join(checkout, 'src', p));
   const [{ getHasher }, { diffGgufModels }, { openGgufModel }] = await Promise.all([src('core/hasher.ts'), src('io/gguf/diff.ts'), src('io/gguf/files.ts')]);
   // Worker threads as `ndiff diff --threads N` starts them (their start is timed too).
@@ -55,7 +60,10 @@ if (process.argv[2] === '--child') {
   const start = process.hrtime.bigint();
   const a = openGgufModel(v1);
   const b = openGgufModel(v2);
-  const made = diffGgufModels(hasher, a.model, b.model, { modelId: 'bench', sequence: 1, createdBy: 'bench', ...(coders ? { coders } : {}) });
+  const options = { modelId: 'bench', sequence: 1, createdBy: 'bench', ...(coders ? { coders } : {}) };
+  const made = lossyBudget > 0
+    ? (await src('gguf-diff/encoder.ts')).ongridGgufDiff(hasher, a.model, b.model, lossyBudget, options)
+    : diffGgufModels(hasher, a.model, b.model, options);
   a.close();
   b.close();
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
@@ -73,15 +81,16 @@ const few = Number(arg('--few', '4'));
 const runs = Math.max(1, Number(arg('--runs', '1')));
 const threadCounts = arg('--threads', quick ? '1,2' : '1').split(',').map(Number);
 const against = process.argv.includes('--against') ? path.resolve(arg('--against', '')) : undefined;
+const lossy = Number(arg('--lossy', '0'));
 const here = path.join(import.meta.dirname, '..');
-if (!Number.isFinite(mib) || mib <= 0 || !(share > 0 && share <= 1) || !(few >= 1 && few <= 33) || threadCounts[0] !== 1 || !threadCounts.every((t) => Number.isInteger(t) && t >= 1)) {
-  console.error('gguf-diff-speed: --mib must be a positive number, --share in (0, 1], --few from 1 to 33, --threads a list of thread counts starting with 1 (1,2)');
+if (!Number.isFinite(mib) || mib <= 0 || !(share > 0 && share <= 1) || !(lossy >= 0 && lossy < 1) || !(few >= 1 && few <= 33) || threadCounts[0] !== 1 || !threadCounts.every((t) => Number.isInteger(t) && t >= 1)) {
+  console.error('gguf-diff-speed: --mib must be a positive number, --share in (0, 1], --lossy in [0, 1), --few from 1 to 33, --threads a list of thread counts starting with 1 (1,2)');
   process.exit(2);
 }
 
 /** One diff of `pair` by `checkout`'s encoder, in a child. */
 function one(checkout: string, pair: GeneratedPair, payloadOut: string, threads = 1): DiffFigures {
-  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', import.meta.filename, '--child', checkout, pair.v1, pair.v2, payloadOut, String(threads)], { encoding: 'utf8', maxBuffer: 1 << 24, cwd: checkout });
+  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', import.meta.filename, '--child', checkout, pair.v1, pair.v2, payloadOut, String(threads), String(Math.floor(lossy * pair.size))], { encoding: 'utf8', maxBuffer: 1 << 24, cwd: checkout });
   if (r.status !== 0) throw new Error(`the diff of ${checkout} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as DiffFigures;
 }
@@ -89,6 +98,7 @@ function one(checkout: string, pair: GeneratedPair, payloadOut: string, threads 
 const work = mkdtempSync(path.join(tmpdir(), 'ndiff-bench-gguf-diff-'));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 try {
+  if (lossy > 0) console.log(`On-grid (lossy) payloads within ${(lossy * 100).toFixed(1)}% of the model's size:\n`);
   console.log('| pair | encoder | median time | MB/s of the model | payload bytes | payload SHA-256 |');
   console.log('|---|---|---:|---:|---:|---|');
   const rows: { kind: string; encoder: string; seconds: number; payloadBytes: number }[] = [];
@@ -110,12 +120,15 @@ try {
       if (mine[k][0].sha256 !== mine[0][0].sha256) throw new Error(`${pair.description}: the payload at ${t} threads differs from the one at ${threadCounts[0]}`);
     }
     // Not timed: this checkout's payload applied in place to a copy of v1 (as `ndiff apply` does;
-    // it checks the target's digest), then compared with v2 byte for byte.
+    // it checks the target's digest), then, exact, compared with v2 byte for byte.
     const device = path.join(dir, 'device.gguf');
     execFileSync('cp', ['--sparse=always', pair.v1, device]);
-    await applyToGgufFile(device, path.join(dir, 'p.ndiff'), { state: null });
-    execFileSync('cmp', ['-s', device, pair.v2]);
-    console.error(`applied in place: ${pair.description}: reaches v2 byte for byte`);
+    const applied = await applyToGgufFile(device, path.join(dir, 'p.ndiff'), { state: null });
+    if (lossy > 0) console.error(`applied in place: ${pair.description}: reaches the on-grid target ${applied.targetFingerprint} (${(mine[0][0].payloadBytes / pair.size * 100).toFixed(1)}% of the model)`);
+    else {
+      execFileSync('cmp', ['-s', device, pair.v2]);
+      console.error(`applied in place: ${pair.description}: reaches v2 byte for byte`);
+    }
     rmSync(device);
     const contenders: [string, DiffFigures[]][] = [...threadCounts.map((t, k): [string, DiffFigures[]] => [t === 1 ? 'this checkout' : `this checkout, ${t} threads`, mine[k]]), ...(against ? [[against, theirs] as [string, DiffFigures[]]] : [])];
     for (const [encoder, figures] of contenders) {

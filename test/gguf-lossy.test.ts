@@ -16,10 +16,13 @@ import { BudgetError, MissingDependencyError } from '../src/core/errors.ts';
 import { measureGguf } from '../src/front/measure/gguf-runtime.ts';
 import { loadLlamaRuntime } from '../src/front/measure/llama-runtime.ts';
 import { bytesSource } from '../src/io/gguf/header.ts';
-import { ggufModelOf } from '../src/io/gguf/model.ts';
+import { ggufModelOf, ggufSplitModel } from '../src/io/gguf/model.ts';
 import { applyToGgufFile } from '../src/io/gguf/in-place.ts';
 import { decodeGgufPayload } from '../src/io/gguf/payload.ts';
-import { ongridGgufDiff, PLAIN_GROUP } from '../src/gguf-diff/index.ts';
+import { ongridGgufDiff, PLAIN_GROUP, rankGgufChange } from '../src/gguf-diff/index.ts';
+import { mixedGgufModel } from '../src/gguf-diff/mixed.ts';
+import { RANKING_BINS } from '../src/gguf-diff/ranking.ts';
+import { diffGgufModels, ggufChanges } from '../src/io/gguf/diff.ts';
 import { diff } from '../src/front/diff.ts';
 import { apply } from '../src/front/apply.ts';
 import { ggufFixture, GGUF_VECTORS, perturbGguf } from './helpers/gguf-pairs.ts';
@@ -87,6 +90,30 @@ test('Q4_K and F16 pairs: within the budget, every block v1\'s or v2\'s, the hea
     const made = await applied(v1, r.payload);
     assert.equal(checkOnGrid(v1, v2, made), r.takenBlocks + r.opaqueBlocks, 'exactly the taken blocks come from v2');
     assert.equal(decodeGgufPayload(r.payload).header.targetFingerprint, r.targetFingerprint);
+  }
+});
+
+test('each try of the on-grid search compares only the ranges the versions differ in: the same payload as the whole comparison, at every threshold', () => {
+  const splitNames = [1, 2, 3].map((k) => `tiny-split-0000${k}-of-00003.gguf`);
+  const split = (parts: Uint8Array[]) => ggufSplitModel(3, (no) => bytesSource(parts[no - 1], splitNames[no - 1]), splitNames[0]);
+  const splitBase = splitNames.map((x) => ggufFixture(x));
+  for (const [name, base, target] of [
+    ['Q4_K_M', ggufModelOf(bytesSource(ggufFixture('tiny-llama-q4_k_m.gguf'))), ggufModelOf(bytesSource(perturbGguf(ggufFixture('tiny-llama-q4_k_m.gguf'), { blockShare: 0.5, seed: 3, metadata: true })))],
+    ['F32 stories', ggufModelOf(bytesSource(stories('v1.gguf'))), ggufModelOf(bytesSource(stories('v2.gguf')))],
+    ['a split Q8_0', split(splitBase), split(splitBase.map((b, i) => perturbGguf(b, { blockShare: 0.4, seed: 50 + i })))],
+  ] as const) {
+    const ranking = rankGgufChange(base, target);
+    const within = ggufChanges(hasher, base, target);
+    // No unit, every unit, and the bins of a quarter, half and three quarters of the changed units.
+    const bins = [...ranking.units.keys()].filter((k) => ranking.units[k] > 0);
+    const thresholds = new Set([0, RANKING_BINS, ...[0.25, 0.5, 0.75].map((q) => bins[Math.floor(q * bins.length)])]);
+    assert.ok(thresholds.size >= 3, `${name}: thresholds ${[...thresholds]}`);
+    for (const t of thresholds) {
+      const mixed = mixedGgufModel(base, target, t);
+      const whole = diffGgufModels(hasher, base, mixed, options);
+      const known = diffGgufModels(hasher, base, mixed, { ...options, within });
+      assert.deepEqual(known.payload, whole.payload, `${name} at threshold ${t}`);
+    }
   }
 });
 

@@ -19,7 +19,7 @@
  */
 import { BudgetError, ModelMismatchError } from '../core/errors.ts';
 import type { Hasher } from '../core/hash-types.ts';
-import { diffGgufModels, ggufLayoutDifference, type GgufDiffOptions, type GgufDiffResult } from '../io/gguf/diff.ts';
+import { diffGgufModels, ggufChanges, ggufLayoutDifference, type GgufDiffOptions, type GgufDiffResult } from '../io/gguf/diff.ts';
 import type { GgufModel } from '../io/gguf/model.ts';
 import { mixedGgufModel } from './mixed.ts';
 import { rankGgufChange, RANKING_BINS, takenFrom, thresholdFor, type GgufRanking, type TensorWeights } from './ranking.ts';
@@ -62,11 +62,13 @@ export function ongridGgufDiff(hasher: Hasher, base: GgufModel, target: GgufMode
     throw new ModelMismatchError(`the two GGUF models are laid out differently (${difference}): an on-grid payload takes each changed block from one version or the other in place, so tensors, types, shapes, data offsets and the header's length must stay; ship the new .gguf file whole, or diff two versions of one layout`, { difference, structural: true });
   }
   const ranking = rankGgufChange(base, target, weights);
+  // Every mix differs from the base only where the target does: each try compares those ranges alone.
+  const within = ggufChanges(hasher, base, target);
   const tried = new Map<number, GgufDiffResult>();
   const code = (threshold: number) => {
     let r = tried.get(threshold);
     if (!r) {
-      r = diffGgufModels(hasher, base, mixedGgufModel(base, target, threshold, weights), o);
+      r = diffGgufModels(hasher, base, mixedGgufModel(base, target, threshold, weights), { ...o, within });
       tried.set(threshold, r);
     }
     return r;

@@ -25,6 +25,10 @@ import { bytes8, codeChunk, GGUF_CHUNK_BYTES, GGUF_PAYLOAD_VERSION, ggufModelDig
 const MERGE_GAP = 16;
 /** Bytes compared per read. */
 const SLICE_BYTES = 16 << 20;
+/** Ranges of a chunk closer than this are read in one read, the bytes between them dropped. */
+const READ_GAP = 64 << 10;
+/** The most bytes one such read spans. */
+const READ_SPAN = 4 << 20;
 
 /**
  * Why two GGUF models cannot be patched in place by a block payload, or undefined when they can:
@@ -126,6 +130,74 @@ function changedRuns(hasher: Hasher, base: GgufModel, target: GgufModel, part: n
   return { runs, baseDigest: toHex(bytes8(ha.digest())), targetDigest: toHex(bytes8(hb.digest())) };
 }
 
+/**
+ * Every change between a base and a target, and the base's part digests, from one full
+ * comparison ({@link ggufChanges}): a later diff from the same base to a model that differs from
+ * it only inside those ranges (an on-grid mix of the two, `src/gguf-diff/mixed.ts`) compares only
+ * them ({@link GgufDiffOptions.within}).
+ */
+export interface GgufKnownChanges {
+  /** The changed ranges, in file order per part (close ones merged, as a diff's runs). */
+  runs: readonly GgufRun[];
+  /** Each part's XXH64, 16 hex. */
+  baseDigests: readonly string[];
+}
+
+/** The changes from `base` to `target` (one layout), each part read once. */
+export function ggufChanges(hasher: Hasher, base: GgufModel, target: GgufModel): GgufKnownChanges {
+  const compared = base.parts.map((_, p) => changedRuns(hasher, base, target, p));
+  return { runs: compared.flatMap((c) => c.runs), baseDigests: compared.map((c, p) => c.baseDigest ?? partDigest(hasher, base, p)) };
+}
+
+/**
+ * {@link changedRuns} for a target that equals the base outside `within` (this part's known
+ * changes, in file order): only those ranges are compared, unit by unit in their regions, which
+ * gives the runs the whole comparison would (the same units, in the same order); the target's
+ * digest is hashed from the base's bytes outside them and the target's inside, as of the whole file.
+ */
+function changedRunsWithin(hasher: Hasher, base: GgufModel, target: GgufModel, part: number, within: readonly GgufRun[]): { runs: GgufRun[]; targetDigest: string } {
+  const a = base.parts[part].source;
+  const b = target.parts[part].source;
+  const runs: GgufRun[] = [];
+  const add = (offset: number, length: number) => {
+    const last = runs.at(-1);
+    if (last && offset - (last.offset + last.length) <= MERGE_GAP) last.length = offset + length - last.offset;
+    else runs.push({ part, offset, length });
+  };
+  const hb = hasher.create64();
+  const hashBase = (from: number, to: number) => {
+    for (let at = from; at < to; at += SLICE_BYTES) hb.update(a.read(at, Math.min(SLICE_BYTES, to - at)));
+  };
+  const regions = regionsOf(base, part);
+  let r = 0;
+  let at = 0;
+  for (const w of within) {
+    const end = w.offset + w.length;
+    hashBase(at, w.offset);
+    while (regions[r].to <= w.offset) r++;
+    // A known range starts and ends on unit boundaries of its regions (it is made of whole units).
+    for (let k = r; k < regions.length && regions[k].from < end; k++) {
+      const { from: rf, to: rt, unit } = regions[k];
+      const from = Math.max(rf, w.offset);
+      const to = Math.min(rt, end);
+      const x = a.read(from, to - from);
+      const y = b.read(from, to - from);
+      hb.update(y);
+      for (let u = 0; u < to - from; u += unit) {
+        for (let i = u; i < u + unit; i++) {
+          if (x[i] !== y[i]) {
+            add(from + u, unit);
+            break;
+          }
+        }
+      }
+    }
+    at = end;
+  }
+  hashBase(at, a.size);
+  return { runs, targetDigest: toHex(bytes8(hb.digest())) };
+}
+
 /** The ranges of every part cut into chunks of at most {@link GGUF_CHUNK_BYTES} bytes (a longer range split). */
 function chunkRuns(runs: readonly GgufRun[]): GgufRun[][] {
   const chunks: GgufRun[][] = [];
@@ -174,6 +246,13 @@ export interface GgufDiffOptions {
    * payload's bytes are the same either way.
    */
   coders?: GgufChunkCoderPool;
+  /**
+   * The changes from this same base to a model the target differs from the base only within
+   * ({@link ggufChanges}): only those ranges are compared and read from the target, the base's
+   * digests are taken as given. The same payload as without, in a fraction of the reading (the
+   * on-grid search codes one mix of two versions after another).
+   */
+  within?: GgufKnownChanges;
 }
 
 /** One chunk's bytes handed to a {@link GgufChunkCoderPool} (its own buffers: they may be transferred). */
@@ -241,15 +320,28 @@ export function diffGgufModels(hasher: Hasher, base: GgufModel, target: GgufMode
   if (difference) {
     throw new ModelMismatchError(`the two GGUF models are laid out differently (${difference}): a GGUF payload rewrites changed blocks in place, so tensors, types, shapes, data offsets and the header's length must stay; ship the new .gguf file whole (a full download), or diff two versions of one layout (metadata values may change where the header keeps its length)`, { difference, structural: true });
   }
-  const compared = base.parts.map((_, p) => changedRuns(hasher, base, target, p));
+  const known = o.within;
+  const compared = base.parts.map((_, p) => known ? { ...changedRunsWithin(hasher, base, target, p, known.runs.filter((r) => r.part === p)), baseDigest: known.baseDigests[p] } : changedRuns(hasher, base, target, p));
   const runs = compared.flatMap((c) => c.runs);
   const parts: GgufPartDigests[] = base.parts.map((x, p) => ({ length: x.header.fileSize, base: compared[p].baseDigest ?? partDigest(hasher, base, p), target: compared[p].targetDigest ?? partDigest(hasher, target, p) }));
+  // A chunk's ranges, one after the other; ranges of a part close to each other read in one read
+  // (a read's round trip costs more than copying the bytes between them), the same bytes.
   const read = (model: GgufModel, rs: readonly GgufRun[], total: number) => {
     const out = new Uint8Array(total);
     let at = 0;
-    for (const r of rs) {
-      out.set(model.parts[r.part].source.read(r.offset, r.length), at);
-      at += r.length;
+    for (let i = 0; i < rs.length; ) {
+      const { part, offset: from } = rs[i];
+      let to = from + rs[i].length;
+      let j = i + 1;
+      while (j < rs.length && rs[j].part === part && rs[j].offset - to <= READ_GAP && rs[j].offset + rs[j].length - from <= READ_SPAN) {
+        to = rs[j].offset + rs[j].length;
+        j++;
+      }
+      const span = model.parts[part].source.read(from, to - from);
+      for (; i < j; i++) {
+        out.set(span.subarray(rs[i].offset - from, rs[i].offset - from + rs[i].length), at);
+        at += rs[i].length;
+      }
     }
     return out;
   };
