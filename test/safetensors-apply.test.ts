@@ -270,6 +270,11 @@ test('release add publishes .safetensors versions; ndiff update brings a device\
     assert.equal(ok.fingerprint, made.targetFingerprint);
     assert.equal((await fingerprint({ model: passing })).fingerprint, made.targetFingerprint);
     assert.equal((await update({ model: passing, from: [server.url], publicKeys: [publicKey] })).status, 'up-to-date');
+    // The command's health check is told the file and its folder, as docs/cli/update.md says.
+    const cliPass = device('update-cli-pass');
+    const told = await ndiff(['update', '--model', cliPass, '--from', server.url, '--public-key', publicKey, '--model-id', 'st', '--health-check', `test "$NDIFF_MODEL_FILE" = '${cliPass}' && test "$NDIFF_MODEL_DIR" = '${path.dirname(cliPass)}'`]);
+    assert.equal(told.code, 0, told.err);
+    assert.ok(readFileSync(cliPass).equals(readFileSync(v2)), 'v2, the check having passed');
   } finally {
     await server.close();
   }

@@ -68,7 +68,8 @@ async function modelIdOf(o: UpdateOptions, stateDir: string): Promise<string> {
  * answer within `timeoutS` is stopped and fails the check.
  */
 function healthCommand(command: string, model: string, timeoutS: number, progress: Progress): NonNullable<NodeUpdateOptions['healthCheck']> {
-  const file = /\.(onnx|tflite|gguf)$/i.test(model) || (/\.json$/i.test(model) && path.basename(model) !== 'model.json') ? model : undefined;
+  // A model file (ONNX, LiteRT, safetensors, GGUF, or a model JSON of another name) is named to the check as NDIFF_MODEL_FILE.
+  const file = isModelFilePath(model) || isGgufPath(model) || (/\.json$/i.test(model) && path.basename(model) !== 'model.json') ? model : undefined;
   const dir = file ? path.dirname(model) : path.basename(model) === 'model.json' ? path.dirname(model) : model;
   return ({ version, fingerprint }) => runHealthCheck(command, dir, timeoutS, progress, file, { NDIFF_MODEL: model, NDIFF_VERSION: String(version), NDIFF_FINGERPRINT: fingerprint });
 }
