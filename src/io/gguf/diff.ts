@@ -19,16 +19,12 @@ import { toHex } from '../../core/hex.ts';
 import { packDocument } from '../../core/encode.ts';
 import { encodeAlignedByteDelta } from '../../diff/byte-delta.ts';
 import type { GgufModel } from './model.ts';
-import { bytes8, codeChunk, GGUF_CHUNK_BYTES, GGUF_PAYLOAD_VERSION, ggufModelDigest, ggufPayloadDocument, type GgufChunk, type GgufChunkCoding, type GgufPartDigests, type GgufRun } from './payload.ts';
+import { bytes8, codeChunk, gatherGgufRuns, GGUF_CHUNK_BYTES, GGUF_PAYLOAD_VERSION, ggufModelDigest, ggufPayloadDocument, type GgufChunk, type GgufChunkCoding, type GgufPartDigests, type GgufRun } from './payload.ts';
 
 /** Two changed ranges closer than this are carried as one (the bytes between cost less in the delta than a range's varints). */
 const MERGE_GAP = 16;
 /** Bytes compared per read. */
 const SLICE_BYTES = 16 << 20;
-/** Ranges of a chunk closer than this are read in one read, the bytes between them dropped. */
-const READ_GAP = 64 << 10;
-/** The most bytes one such read spans. */
-const READ_SPAN = 4 << 20;
 
 /**
  * Why two GGUF models cannot be patched in place by a block payload, or undefined when they can:
@@ -82,6 +78,17 @@ function regionsOf(model: GgufModel, part: number): Region[] {
 /** Bytes compared at once before a span is compared unit by unit (most spans of an update are unchanged). */
 const SPAN_BYTES = 4096;
 
+/** The changed ranges of `part` as they are found in file order (`add`), a range within {@link MERGE_GAP} of the last merged into it. */
+function runCollector(part: number): { runs: GgufRun[]; add: (offset: number, length: number) => void } {
+  const runs: GgufRun[] = [];
+  const add = (offset: number, length: number) => {
+    const last = runs.at(-1);
+    if (last && offset - (last.offset + last.length) <= MERGE_GAP) last.length = offset + length - last.offset;
+    else runs.push({ part, offset, length });
+  };
+  return { runs, add };
+}
+
 /**
  * The changed ranges of one part, in file order, close ones merged; and the XXH64 of both parts'
  * bytes, hashed from the slices the comparison reads when its regions cover the part end to end
@@ -90,12 +97,7 @@ const SPAN_BYTES = 4096;
 function changedRuns(hasher: Hasher, base: GgufModel, target: GgufModel, part: number): { runs: GgufRun[]; baseDigest?: string; targetDigest?: string } {
   const a = base.parts[part].source;
   const b = target.parts[part].source;
-  const runs: GgufRun[] = [];
-  const add = (offset: number, length: number) => {
-    const last = runs.at(-1);
-    if (last && offset - (last.offset + last.length) <= MERGE_GAP) last.length = offset + length - last.offset;
-    else runs.push({ part, offset, length });
-  };
+  const { runs, add } = runCollector(part);
   const ha = hasher.create64();
   const hb = hasher.create64();
   let hashedTo = 0;
@@ -158,12 +160,7 @@ export function ggufChanges(hasher: Hasher, base: GgufModel, target: GgufModel):
 function changedRunsWithin(hasher: Hasher, base: GgufModel, target: GgufModel, part: number, within: readonly GgufRun[]): { runs: GgufRun[]; targetDigest: string } {
   const a = base.parts[part].source;
   const b = target.parts[part].source;
-  const runs: GgufRun[] = [];
-  const add = (offset: number, length: number) => {
-    const last = runs.at(-1);
-    if (last && offset - (last.offset + last.length) <= MERGE_GAP) last.length = offset + length - last.offset;
-    else runs.push({ part, offset, length });
-  };
+  const { runs, add } = runCollector(part);
   const hb = hasher.create64();
   const hashBase = (from: number, to: number) => {
     for (let at = from; at < to; at += SLICE_BYTES) hb.update(a.read(at, Math.min(SLICE_BYTES, to - at)));
@@ -324,27 +321,8 @@ export function diffGgufModels(hasher: Hasher, base: GgufModel, target: GgufMode
   const compared = base.parts.map((_, p) => known ? { ...changedRunsWithin(hasher, base, target, p, known.runs.filter((r) => r.part === p)), baseDigest: known.baseDigests[p] } : changedRuns(hasher, base, target, p));
   const runs = compared.flatMap((c) => c.runs);
   const parts: GgufPartDigests[] = base.parts.map((x, p) => ({ length: x.header.fileSize, base: compared[p].baseDigest ?? partDigest(hasher, base, p), target: compared[p].targetDigest ?? partDigest(hasher, target, p) }));
-  // A chunk's ranges, one after the other; ranges of a part close to each other read in one read
-  // (a read's round trip costs more than copying the bytes between them), the same bytes.
-  const read = (model: GgufModel, rs: readonly GgufRun[], total: number) => {
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (let i = 0; i < rs.length; ) {
-      const { part, offset: from } = rs[i];
-      let to = from + rs[i].length;
-      let j = i + 1;
-      while (j < rs.length && rs[j].part === part && rs[j].offset - to <= READ_GAP && rs[j].offset + rs[j].length - from <= READ_SPAN) {
-        to = rs[j].offset + rs[j].length;
-        j++;
-      }
-      const span = model.parts[part].source.read(from, to - from);
-      for (; i < j; i++) {
-        out.set(span.subarray(rs[i].offset - from, rs[i].offset - from + rs[i].length), at);
-        at += rs[i].length;
-      }
-    }
-    return out;
-  };
+  // A chunk's ranges, one after the other; ranges of a part close to each other read in one read.
+  const read = (model: GgufModel, rs: readonly GgufRun[], total: number) => gatherGgufRuns(rs, total, (sp) => model.parts[sp.part].source.read(sp.from, sp.to - sp.from));
   const changedBytes = runs.reduce((n, r) => n + r.length, 0);
   let coded = 0;
   const groups = chunkRuns(runs);

@@ -40,7 +40,7 @@ import type { SignatureCheck } from '../../apply/signature.ts';
 import type { RecoveryReport } from '../durable/pending-update.ts';
 import { settlePendingSwitch, type PendingHealthCheck, type PendingOptions } from '../durable/pending-update.ts';
 import type { GgufModel } from './model.ts';
-import { bytes8, checkGgufChunkBase, decodeGgufChunk, ggufModelDigest, ggufPayloadMisfit, type GgufChunk, type GgufPayloadHeader } from './payload.ts';
+import { bytes8, checkGgufChunkBase, copyGgufRuns, decodeGgufChunk, ggufModelDigest, ggufPayloadMisfit, ggufRunSpans, type GgufChunk, type GgufPayloadHeader } from './payload.ts';
 import type { OpenedGgufPayload } from './payload-open.ts';
 import { clearSwitchMarker, readSwitchMarker, rollBackGguf, undoJournalPending, UndoJournalWriter, writeSwitchMarker, GGUF_UNDO_SUFFIX, type SwitchMarker } from './undo-journal.ts';
 import type { GgufVolume, VolumeFile } from './volume.ts';
@@ -138,30 +138,12 @@ export async function volumeFileDigest(hasher: Hasher, file: VolumeFile, size: n
   return toHex(bytes8(h.digest()));
 }
 
-/** Ranges of one file closer than this are read in one read, the bytes between them dropped (a read's round trip costs more than copying them). */
-const READ_GAP = 64 << 10;
-/** The most bytes one such read spans. */
-const READ_SPAN = 4 << 20;
-
 /** The bytes a chunk's ranges hold now, one after the other; nearby ranges read together (a chunk's ranges are in file order). */
 async function rangesBytes(handles: readonly VolumeFile[], chunk: GgufChunk): Promise<Uint8Array> {
   const out = new Uint8Array(chunk.bytes);
-  const runs = chunk.runs;
   let at = 0;
-  for (let i = 0; i < runs.length; ) {
-    const { part, offset: from } = runs[i];
-    let to = from + runs[i].length;
-    let j = i + 1;
-    while (j < runs.length && runs[j].part === part && runs[j].offset - to <= READ_GAP && runs[j].offset + runs[j].length - from <= READ_SPAN) {
-      to = runs[j].offset + runs[j].length;
-      j++;
-    }
-    const span = await handles[part].read(from, to - from);
-    for (; i < j; i++) {
-      out.set(span.subarray(runs[i].offset - from, runs[i].offset - from + runs[i].length), at);
-      at += runs[i].length;
-    }
-  }
+  // One span held at a time: the memory of a chunk, not of the file around it.
+  for (const sp of ggufRunSpans(chunk.runs)) at = copyGgufRuns(out, at, chunk.runs, sp, await handles[sp.part].read(sp.from, sp.to - sp.from));
   return out;
 }
 

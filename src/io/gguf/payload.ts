@@ -41,6 +41,54 @@ export interface GgufRun {
   length: number;
 }
 
+/** Ranges of a part closer than this are read in one read, the bytes between them dropped (a read's round trip costs more than copying them). */
+const READ_GAP = 64 << 10;
+/** The most bytes one such read spans. */
+const READ_SPAN = 4 << 20;
+
+/** One read of a chunk's ranges: `[from, to)` of `part`, covering `runs[first..end)`. */
+export interface GgufRunSpan {
+  part: number;
+  from: number;
+  to: number;
+  first: number;
+  end: number;
+}
+
+/** The reads that fetch `runs` (in file order per part): ranges of a part close to each other read together. */
+export function ggufRunSpans(runs: readonly GgufRun[]): GgufRunSpan[] {
+  const spans: GgufRunSpan[] = [];
+  for (let i = 0; i < runs.length; ) {
+    const { part, offset: from } = runs[i];
+    let to = from + runs[i].length;
+    let j = i + 1;
+    while (j < runs.length && runs[j].part === part && runs[j].offset - to <= READ_GAP && runs[j].offset + runs[j].length - from <= READ_SPAN) {
+      to = runs[j].offset + runs[j].length;
+      j++;
+    }
+    spans.push({ part, from, to, first: i, end: j });
+    i = j;
+  }
+  return spans;
+}
+
+/** Copy the runs `span` covers from its `bytes` into `out` from `at`, one after the other; returns where they end. */
+export function copyGgufRuns(out: Uint8Array, at: number, runs: readonly GgufRun[], span: GgufRunSpan, bytes: Uint8Array): number {
+  for (let i = span.first; i < span.end; i++) {
+    out.set(bytes.subarray(runs[i].offset - span.from, runs[i].offset - span.from + runs[i].length), at);
+    at += runs[i].length;
+  }
+  return at;
+}
+
+/** `runs`' bytes one after the other (`total` of them), each span read by `bytesOf` in turn (one span held at a time). */
+export function gatherGgufRuns(runs: readonly GgufRun[], total: number, bytesOf: (span: GgufRunSpan) => Uint8Array): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const sp of ggufRunSpans(runs)) at = copyGgufRuns(out, at, runs, sp, bytesOf(sp));
+  return out;
+}
+
 /** A chunk's target bytes as a byte delta (§16) from its base bytes. */
 export const CHUNK_BYTE_DELTA = 0;
 /** A chunk's target bytes as the XOR of its base and target bytes, range-coded a byte a value (codec `xr`'s coder). */
