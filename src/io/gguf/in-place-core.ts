@@ -134,7 +134,15 @@ export async function recoverInPlace(volume: GgufVolume, first: string, hasher: 
 /** The XXH64 (16 hex) of a whole file, a slice at a time. */
 export async function volumeFileDigest(hasher: Hasher, file: VolumeFile, size: number): Promise<string> {
   const h = hasher.create64();
-  for (let at = 0; at < size; at += HASH_SLICE) h.update(await file.read(at, Math.min(HASH_SLICE, size - at)));
+  // One buffer for every slice where the store reads into one (a multi-GB file is hashed twice an apply).
+  const slice = file.readInto ? new Uint8Array(Math.min(HASH_SLICE, size)) : undefined;
+  for (let at = 0; at < size; at += HASH_SLICE) {
+    const n = Math.min(HASH_SLICE, size - at);
+    if (slice && file.readInto) {
+      await file.readInto(slice.subarray(0, n), at);
+      h.update(slice.subarray(0, n));
+    } else h.update(await file.read(at, n));
+  }
   return toHex(bytes8(h.digest()));
 }
 

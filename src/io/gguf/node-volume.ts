@@ -21,13 +21,18 @@ export async function writeFully(fh: FileHandle, bytes: Uint8Array, position: nu
 /** Read exactly `length` bytes at `position`, or throw. */
 export async function readFully(fh: FileHandle, length: number, position: number, what: string): Promise<Uint8Array> {
   const out = new Uint8Array(length);
+  await readFullyInto(fh, out, position, what);
+  return out;
+}
+
+/** Fill `into` from `position`, or throw. */
+async function readFullyInto(fh: FileHandle, into: Uint8Array, position: number, what: string): Promise<void> {
   let at = 0;
-  while (at < length) {
-    const { bytesRead } = await fh.read(out, at, length - at, position + at);
-    if (bytesRead === 0) throw new ModelFormatError(`${what} ended at ${position + at} bytes while ${length} bytes from ${position} were read: it changed meanwhile or is damaged`, { what });
+  while (at < into.length) {
+    const { bytesRead } = await fh.read(into, at, into.length - at, position + at);
+    if (bytesRead === 0) throw new ModelFormatError(`${what} ended at ${position + at} bytes while ${into.length} bytes from ${position} were read: it changed meanwhile or is damaged`, { what });
     at += bytesRead;
   }
-  return out;
 }
 
 /** An open file handle as a {@link VolumeFile}; `name` is how errors name it. */
@@ -35,6 +40,7 @@ export function nodeVolumeFile(fh: FileHandle, name: string): VolumeFile {
   return {
     size: async () => (await fh.stat()).size,
     read: (position, length) => readFully(fh, length, position, name),
+    readInto: (into, position) => readFullyInto(fh, into, position, name),
     write: (bytes, position) => writeFully(fh, bytes, position),
     sync: () => fh.sync(),
     close: () => fh.close(),

@@ -16,6 +16,8 @@ export interface VolumeFile {
    * @throws ModelFormatError the file ends first (it changed meanwhile, or is damaged)
    */
   read(position: number, length: number): Promise<Uint8Array>;
+  /** Fill `into` from `position` (as {@link read}, into a buffer the caller reuses), where the store can. */
+  readInto?(into: Uint8Array, position: number): Promise<void>;
   /** Write all of `bytes` at `position`. */
   write(bytes: Uint8Array, position: number): Promise<void>;
   /** Make what was written durable. */
