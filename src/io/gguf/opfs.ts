@@ -71,6 +71,9 @@ export interface OpfsDirectory {
 
 const isNotFound = (e: unknown) => (e as { name?: string })?.name === 'NotFoundError' || (e as { name?: string })?.name === 'TypeMismatchError';
 
+/** The volumes {@link opfsVolume} made, and how each reads a file it has open as a header source (synchronously, through its access handle). */
+const headerSources = new WeakMap<GgufVolume, (name: string) => GgufSource>();
+
 /** One open access handle per file, shared by every opening of it (OPFS lets a file have one at a time). */
 interface Shared {
   handle: OpfsSyncAccessHandle;
@@ -82,7 +85,7 @@ interface Shared {
  * access handles (a dedicated worker's). `label` prefixes the names in messages.
  * @throws UsageError (at the first open) where there are no synchronous access handles: the page's main thread
  */
-export function opfsVolume(dir: OpfsDirectory, label = 'opfs:'): GgufVolume & { source(name: string): GgufSource } {
+export function opfsVolume(dir: OpfsDirectory, label = 'opfs:'): GgufVolume {
   const open = new Map<string, Shared>();
   const describe = (name: string) => `${label}${name}`;
   const fileHandle = async (name: string, create = false): Promise<OpfsFileHandle | undefined> => {
@@ -121,7 +124,7 @@ export function opfsVolume(dir: OpfsDirectory, label = 'opfs:'): GgufVolume & { 
     }
     return out;
   };
-  const volume = {
+  const volume: GgufVolume = {
     describe,
     async open(name: string, mode: VolumeOpenMode): Promise<VolumeFile> {
       let fh = await fileHandle(name);
@@ -176,13 +179,12 @@ export function opfsVolume(dir: OpfsDirectory, label = 'opfs:'): GgufVolume & { 
     },
     // OPFS has no folder flush: its entries are as durable as the browser's storage makes them.
     syncFolder: async () => {},
-    /** The file `name` as a header reader (its access handle open; for the headers only). */
-    source(name: string): GgufSource {
-      const s = open.get(name);
-      if (!s) throw new Error(`${describe(name)} is not open`);
-      return { name: describe(name), size: s.handle.getSize(), read: (offset, length) => readExactly(s.handle, name, offset, length) };
-    },
   };
+  headerSources.set(volume, (name) => {
+    const sh = open.get(name);
+    if (!sh) throw new Error(`${describe(name)} is not open`);
+    return { name: describe(name), size: sh.handle.getSize(), read: (offset, length) => readExactly(sh.handle, name, offset, length) };
+  });
   return volume;
 }
 
@@ -192,12 +194,12 @@ export function ggufPartNames(name: string): string[] {
   return split ? Array.from({ length: split.count }, (_, i) => splitPartPath(split.prefix, i + 1, split.count)) : [name];
 }
 
-/** The model's headers, its files opened for the while. */
-async function readModel(volume: ReturnType<typeof opfsVolume>, names: readonly string[]): Promise<GgufModel> {
+/** The model's headers, read through the files' access handles, opened for the while. */
+async function readModel(volume: GgufVolume, source: (name: string) => GgufSource, names: readonly string[]): Promise<GgufModel> {
   const files: VolumeFile[] = [];
   try {
     for (const n of names) files.push(await volume.open(n, 'r'));
-    return names.length === 1 && !splitPartName(names[0]) ? ggufModelOf(volume.source(names[0])) : ggufSplitModel(names.length, (no) => volume.source(names[no - 1]), volume.describe(names[0]));
+    return names.length === 1 && !splitPartName(names[0]) ? ggufModelOf(source(names[0])) : ggufSplitModel(names.length, (no) => source(names[no - 1]), volume.describe(names[0]));
   } finally {
     for (const f of files) await f.close();
   }
@@ -299,10 +301,8 @@ export async function applyGgufInPlace(volume: GgufVolume, name: string, payload
   const healthCheck = options.healthCheck;
   const first = volume.describe(names[0]);
   try {
-    const result = await applyInPlace(volume, names, async () => {
-      if ('source' in volume) return readModel(volume as ReturnType<typeof opfsVolume>, names);
-      return readModelVia(volume, names);
-    }, opened, hasher, modelIdRecords(volume, names[0], sequences), {
+    const source = headerSources.get(volume);
+    const result = await applyInPlace(volume, names, async () => (source ? readModel(volume, source, names) : readModelVia(volume, names)), opened, hasher, modelIdRecords(volume, names[0], sequences), {
       expectedModelId: options.expectedModelId,
       dryRun: options.dryRun,
       now: options.now,
