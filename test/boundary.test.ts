@@ -152,7 +152,7 @@ test('neural-diff/tfjs (src/tfjs.ts) bundles for a browser and for React Native 
 test('neural-diff/gguf (src/io/gguf/opfs.ts), the device\'s in-place GGUF apply, bundles for the browser without tfjs, node modules or WebAssembly', async () => {
   const result = await build({ entryPoints: [join(root, 'src/io/gguf/opfs.ts')], bundle: true, platform: 'browser', format: 'esm', minify: true, write: false, metafile: true, logLevel: 'silent' });
   const inputs = Object.keys(result.metafile.inputs);
-  assert.deepEqual(inputs.filter((p) => /@tensorflow|node_modules\/|\.wasm|src\/(train|engine|io\/(durable\/(?!pending-update\.ts)|onnx|tflite|safetensors|tfjs))/.test(p) || p.startsWith('node:')), []);
+  assert.deepEqual(inputs.filter((p) => /@tensorflow|node_modules\/|\.wasm|src\/(train|engine|io\/(durable\/(?!pending-update\.ts|model-id-record\.ts)|onnx|tflite|safetensors|tfjs))/.test(p) || p.startsWith('node:')), []);
   assert.ok(inputs.some((p) => p.endsWith('src/io/gguf/in-place-core.ts')) && inputs.some((p) => p.endsWith('src/core/sha512.ts')));
 });
 

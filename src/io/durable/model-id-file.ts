@@ -4,47 +4,31 @@
  * model id, so a payload signed for another model cannot take this one back to an older version
  * under its own sequence numbers. Node only.
  */
-import { StateStoreError } from '../../core/errors.ts';
 import { readRegularFile, writeFileAtomically, type FileOps } from './durable.ts';
+import { damagedModelIdRecord, MODEL_ID_SUFFIX, modelIdRecordText, parseModelIdRecord, type ModelIdRecordFormat } from './model-id-record.ts';
 
-/** Suffix of the model id record of a model file. */
-export const MODEL_ID_SUFFIX = '.ndiff-model.json';
+export { MODEL_ID_SUFFIX } from './model-id-record.ts';
 
-/** The two kinds of model id record: beside a model file, and inside a TF.js model folder. */
-export type ModelIdRecordFormat = 'neural-diff-model' | 'neural-diff-folder';
+export type { ModelIdRecordFormat } from './model-id-record.ts';
 
 /**
  * The model id recorded in `file` (a record of `format`), or undefined when there is none.
  * @throws StateStoreError when the file is damaged: nothing may be applied until it is restored
  */
 export async function readModelIdFile(file: string, format: ModelIdRecordFormat): Promise<string | undefined> {
-  const holder = format === 'neural-diff-folder' ? 'folder' : 'model';
-  const bad = (why: string): never => {
-    throw new StateStoreError(
-      `${file} is damaged (${why}): expected {"format": "${format}", "version": 1, "modelId": "..."}, the model id the first apply recorded; nothing was applied. Restore it (or write the ${holder}'s model id there); deleting it lets payloads of any model id apply to this ${holder}`,
-      { file, applied: false },
-    );
-  };
   let bytes: Uint8Array | null;
   try {
     bytes = await readRegularFile(file, { maxBytes: 64 * 1024 });
   } catch (e) {
-    return bad((e as Error).message);
+    throw damagedModelIdRecord(file, format, (e as Error).message);
   }
   if (bytes === null) return undefined;
-  let doc: { format?: unknown; version?: unknown; modelId?: unknown } | null;
-  try {
-    doc = JSON.parse(new TextDecoder().decode(bytes));
-  } catch {
-    return bad('not JSON');
-  }
-  if (doc?.format !== format || doc.version !== 1 || typeof doc.modelId !== 'string') return bad(`not a ${format} record of version 1`);
-  return doc.modelId;
+  return parseModelIdRecord(new TextDecoder().decode(bytes), file, format);
 }
 
 /** Record `modelId` in `file` as a record of `format`, durably (temp file, fsync, rename, fsync of the folder). */
 export async function writeModelIdFile(file: string, format: ModelIdRecordFormat, modelId: string, options: { fileOps?: FileOps } = {}): Promise<void> {
-  await writeFileAtomically(file, new TextEncoder().encode(JSON.stringify({ format, version: 1, modelId }) + '\n'), { fileOps: options.fileOps });
+  await writeFileAtomically(file, new TextEncoder().encode(modelIdRecordText(format, modelId)), { fileOps: options.fileOps });
 }
 
 /** The model id recorded for `modelFile`, or undefined when none is. */

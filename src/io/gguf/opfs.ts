@@ -21,7 +21,7 @@
  *
  * @module neural-diff/gguf
  */
-import { ModelFormatError, StateStoreError, UsageError } from '../../core/errors.ts';
+import { ModelFormatError, UsageError } from '../../core/errors.ts';
 import { getHasher } from '../../core/hasher.ts';
 import type { Hasher } from '../../core/hash-types.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
@@ -29,6 +29,7 @@ import type { SignaturePolicy } from '../../apply/signature.ts';
 import { browserSequenceStore } from '../../apply/sequence-stores.ts';
 import type { RecoveryReport } from '../durable/pending-update.ts';
 import type { PendingOptions } from '../durable/pending-update.ts';
+import { MODEL_ID_SUFFIX, modelIdRecordText, parseModelIdRecord } from '../durable/model-id-record.ts';
 import { readGgufHeader, type GgufSource } from './header.ts';
 import { applyInPlace, recoverInPlace, volumeFileDigest, type InPlaceResult } from './in-place-core.ts';
 import { ggufModelOf, ggufSplitModel, splitPartName, splitPartPath, type GgufModel } from './model.ts';
@@ -207,28 +208,18 @@ async function readModel(volume: GgufVolume, source: (name: string) => GgufSourc
 
 /** The model id record beside the model (`<first>.ndiff-model.json`, as on disk). */
 function modelIdRecords(volume: GgufVolume, first: string, sequences: SequenceStore | undefined) {
-  const name = `${first}.ndiff-model.json`;
+  const name = first + MODEL_ID_SUFFIX;
   return {
     modelIdWhere: volume.describe(name),
     sequences,
     async modelId(): Promise<string | undefined> {
       const text = await volume.readText(name);
-      if (text === undefined) return undefined;
-      let doc: { format?: unknown; version?: unknown; modelId?: unknown } | undefined;
-      try {
-        doc = JSON.parse(text);
-      } catch {
-        doc = undefined;
-      }
-      if (doc?.format !== 'neural-diff-model' || doc.version !== 1 || typeof doc.modelId !== 'string') {
-        throw new StateStoreError(`${volume.describe(name)} is damaged: expected {"format": "neural-diff-model", "version": 1, "modelId": "..."}, the model id the first apply recorded; nothing was applied. Restore it; deleting it lets payloads of any model id apply to this model`, { file: volume.describe(name), applied: false });
-      }
-      return doc.modelId;
+      return text === undefined ? undefined : parseModelIdRecord(text, volume.describe(name), 'neural-diff-model');
     },
     async setModelId(id: string): Promise<void> {
       const f = await volume.open(`${name}.tmp`, 'w');
       try {
-        await f.write(new TextEncoder().encode(JSON.stringify({ format: 'neural-diff-model', version: 1, modelId: id }) + '\n'), 0);
+        await f.write(new TextEncoder().encode(modelIdRecordText('neural-diff-model', id)), 0);
         await f.sync();
       } finally {
         await f.close();
