@@ -1,6 +1,6 @@
 """The small transformer text classifier bench/train-vs-torch.ts distils, on PyTorch's side.
 
-    python3 bench/torch-transformer.py make DIR        # v1.onnx, v2.onnx, distill-tokens.bin into DIR (once)
+    python3 bench/torch-transformer.py make DIR [quick] # v1.onnx, v2.onnx, distill-tokens.bin into DIR (once)
     python3 bench/torch-transformer.py distill DIR THREADS BATCH STEPS [compile]
     python3 bench/torch-transformer.py profile DIR THREADS BATCH STEPS   # ms per step by operator
 
@@ -19,7 +19,9 @@ depends on where the tokens are too. `make`
 trains v1 on 8,192 sequences (v1's rule, 6 epochs), fine-tunes a copy into v2 on v2's rule
 (6 epochs), prints both models' accuracy on 2,048 held-out sequences under both rules, and exports
 both to ONNX; it writes the distillation inputs (4,096 sequences from another seed, int32
-little-endian [4096, 32]) beside them. Everything is seeded: the same files every run.
+little-endian [4096, 32]) beside them. Everything is seeded: the same files every run. `make DIR
+quick` trains the same model on 2,048 sequences for one epoch each, for the quick run's few timed
+steps (bench/train-vs-torch.ts --quick, into its own folder).
 
 `distill` times what bench/train-vs-torch.ts times on our side: v1 distilled toward v2 on the
 distillation inputs, each step the teacher's forward pass (no gradient), KL(teacher || student)
@@ -111,15 +113,18 @@ def export(model, path):
                       dynamic_axes={'tokens': {0: 'batch'}, 'logits': {0: 'batch'}}, opset_version=13)
 
 
-def make(folder):
+def make(folder, quick=False):
+    # quick: the same model trained on a quarter of the sequences for one epoch each, enough for a
+    # quick run's few timed steps (it proves the mechanism; its figures are not the benchmark's)
     os.makedirs(folder, exist_ok=True)
     torch.manual_seed(1)
-    train, held = sequences(8192, 11), sequences(2048, 12)
+    train, held = sequences(2048 if quick else 8192, 11), sequences(2048, 12)
+    epochs = 1 if quick else 6
     v1 = TextClassifier()
-    fit(v1, train, labels(train, 1), 6, 2e-3, 21)
+    fit(v1, train, labels(train, 1), epochs, 2e-3, 21)
     v2 = TextClassifier()
     v2.load_state_dict(v1.state_dict())
-    fit(v2, train, labels(train, 2), 6, 2e-3, 22)
+    fit(v2, train, labels(train, 2), epochs, 2e-3, 22)
     for name, m in (('v1', v1), ('v2', v2)):
         print(f'{name}: held-out accuracy {accuracy(m, held, labels(held, 1)):.3f} on v1\'s rule, {accuracy(m, held, labels(held, 2)):.3f} on v2\'s rule', file=sys.stderr)
         export(m, os.path.join(folder, f'{name}.onnx'))
@@ -213,6 +218,6 @@ def profile_steps(step, teacher_pass, batch, steps):
 
 
 if sys.argv[1] == 'make':
-    make(sys.argv[2])
+    make(sys.argv[2], quick=sys.argv[3:4] == ['quick'])
 else:
     distill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), profile=sys.argv[1] == 'profile', compiled=sys.argv[6:7] == ['compile'])
