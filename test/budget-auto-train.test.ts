@@ -5,7 +5,8 @@
  * target, the training at that budget, the bytes `--budget B` alone trains); with labels the
  * target is accuracy held against a full fine-tune's, the chosen payload the bytes `--budget B`
  * alone trains; a target nothing meets ends in the exact payload, said so; the library and the
- * command write the same bytes; a target the run cannot measure is a usage error.
+ * command write the same bytes; a larger budget reuses the learning rate the first trained one
+ * tuned (fewer runs than tuning each); a target the run cannot measure is a usage error.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -146,6 +147,28 @@ test('toward a teacher: where the post-hoc payload falls short, the training at 
   assert.deepEqual(await readFile(join(dir, 'trained.ndiff')), await readFile(join(dir, 'trained-alone.ndiff')));
 });
 
+test('toward a teacher, budgetTune once (the default): the larger budgets train once at the rate the first trained budget tuned, fewer runs than each; the payload written is the one --budget B --lr RATE --tune off trains', async () => {
+  // Tuned (tune quick, the default), not QUICK's tune off: the rate is what a larger budget reuses.
+  const o: TrainOptions = { base: at.v1, teacher: at.v2, train: at.unlabeled, eval: at.eval, modelId: 'mlp', method: 'lowbit', budget: 'auto', maxMeanAbsDiff: 0.03, budgetGrid: '0.5%,1%', epochs: 1, seed: 3, threads: 1, backend: 'cpu' };
+  const search = async (budgetTune: 'once' | 'each') => {
+    let epochs = 0;
+    const r = await train({ ...o, budgetTune, onProgress: (e) => { if (e.kind === 'epoch') epochs++; } });
+    return { r, epochs, tried: (r as any).budgetSearch.tried as any[] };
+  };
+  const once = await search('once');
+  assert.deepEqual(once.tried.map((t) => `${t.budget} ${t.how} ${t.meets}`), ['0.5% post hoc false', '0.5% trained false', '1% post hoc false', '1% trained true']);
+  assert.equal(once.tried[1].detail, undefined, 'the first trained budget tunes');
+  const rate = /^learning rate ([\d.e+-]+) as tuned at 0\.5%$/.exec(once.tried[3].detail ?? '')?.[1];
+  assert.ok(rate !== undefined, `the 1% run says whose rate it reused: ${once.tried[3].detail}`);
+  assert.ok(once.r.lines.some((l) => l.includes(`1% (`) && l.includes(`trained (learning rate ${rate} as tuned at 0.5%)`)), once.r.lines.join('\n'));
+  const each = await search('each');
+  assert.deepEqual(each.tried.map((t) => `${t.budget} ${t.how} ${t.detail ?? 'tuned'}`), ['0.5% post hoc tuned', '0.5% trained tuned', '1% post hoc tuned', '1% trained tuned']);
+  assert.ok(once.epochs < each.epochs, `once trains fewer epochs than each: ${once.epochs} against ${each.epochs}`);
+  const alone = await ndiff('train', '--base', at.v1, '--teacher', at.v2, '--train', at.unlabeled, '--eval', at.eval, '--model-id', 'mlp', '--method', 'lowbit', '--budget', '1%', '--lr', rate as string, '--tune', 'off', '--epochs', '1', '--seed', '3', '--threads', '1', '--backend', 'cpu', '--out', join(dir, 'reused-alone.ndiff'));
+  assert.equal(alone.code, 0, alone.err);
+  assert.deepEqual(once.r.payload, new Uint8Array(await readFile(join(dir, 'reused-alone.ndiff'))), 'the bytes --budget 1% --lr RATE --tune off trains');
+});
+
 test('train budget auto: a target the run cannot measure, or a target without auto, is a usage error before training', async () => {
   const o: TrainOptions = { base: at.v1, train: at.labelled, eval: at.eval, modelId: 'mlp', ...quick };
   await assert.rejects(train({ ...o, budget: 'auto', minAgreement: 0.9 }), (e: unknown) => e instanceof UsageError && /this training has no teacher/.test(e.message));
@@ -154,4 +177,8 @@ test('train budget auto: a target the run cannot measure, or a target without au
   const cli = await ndiff('train', '--base', at.v1, '--train', at.labelled, '--model-id', 'mlp', '--min-agreement', '0.9', '--out', join(dir, 'x.ndiff'));
   assert.equal(cli.code, 2);
   assert.match(cli.err, /--min-agreement is for --budget auto.*budget is "1%"/);
+  const tune = await ndiff('train', '--base', at.v1, '--train', at.labelled, '--model-id', 'mlp', '--budget-tune', 'each', '--out', join(dir, 'x.ndiff'));
+  assert.equal(tune.code, 2);
+  assert.match(tune.err, /--budget-tune says how --budget auto tunes the budgets it trains; this run's budget is "1%": add --budget auto/);
+  await assert.rejects(train({ ...o, budget: 'auto', maxAccuracyDrop: 1, budgetTune: 'twice' as 'once' }), (e: unknown) => e instanceof UsageError && /budgetTune \(--budget-tune\) takes once or each, found "twice"/.test(e.message));
 });

@@ -14,6 +14,7 @@ export interface BudgetAutoArgs {
   maxMeanAbsDiff?: number;
   maxAccuracyDrop?: number;
   budgetGrid?: string;
+  budgetTune?: 'once' | 'each';
 }
 
 /** The options of `ndiff train` only graph programs (ONNX files, TF.js graph models) take. */

@@ -42,6 +42,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     .option('max-mean-abs-diff', { type: 'number', describe: 'budget auto: most mean |output − teacher| on --eval' })
     .option('max-accuracy-drop', { type: 'number', describe: 'budget auto: most points below the reference accuracy' })
     .option('budget-grid', { type: 'string', describe: 'budget auto: budgets tried (default 0.5%,1%,2%,5%,10%,20%)' })
+    .option('budget-tune', { choices: ['once', 'each'] as const, describe: 'budget auto: --lr tuned at the first budget trained, reused (once, default), or at each' })
     .option('epochs', { type: 'number', default: 10, describe: 'epochs of a full run (early stopping may end it)' })
     .option('seed', { type: 'number', default: 0, describe: 'same seed and data, same payload bytes' })
     .option('out', { type: 'string', demandOption: true, describe: 'payload file to write' })
@@ -65,7 +66,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     // Four groups, no --version line and the options few runs need hidden (--show-hidden lists
     // them): the help of train fits a screen (40 lines at 100 columns).
     .showHidden('show-hidden', 'with --help: also list the options hidden here')
-    .group(['base', 'train', 'teacher', 'eval', 'val', 'val-fraction', 'replay', 'budget', 'min-agreement', 'max-mean-abs-diff', 'max-accuracy-drop', 'budget-grid', 'out', 'model-id', 'sequence', 'expires', 'codec', 'store', 'model-out', 'metrics-out', 'quiet', 'json', 'help', 'show-hidden'], 'Models, data and output:')
+    .group(['base', 'train', 'teacher', 'eval', 'val', 'val-fraction', 'replay', 'budget', 'min-agreement', 'max-mean-abs-diff', 'max-accuracy-drop', 'budget-grid', 'budget-tune', 'out', 'model-id', 'sequence', 'expires', 'codec', 'store', 'model-out', 'metrics-out', 'quiet', 'json', 'help', 'show-hidden'], 'Models, data and output:')
     .group(['method', 'auto-search', 'also-consider', 'allow-worse', 'sparse-start', 'sparse-share', 'distill', 'teacher-weight', 'teacher-loss', 'temperature', 'distill-inputs', 'distill-mix', 'augment'], 'Method:')
     .group(['tune', 'lr', 'epochs', 'batch-size', 'seed', 'trainable', 'loss', 'backend', 'threads', 'prefix-cache-mb'], 'Training:')
     .group(['state', 'bptt', 'output', 'output-kind'], 'ONNX, TF.js graph and LiteRT models:')
@@ -73,7 +74,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
     // A switch for comparisons (the default is right): documented in docs/cli/train.md, off the screen-sized help.
     .hide('step')
     // Options that tune what the defaults already choose, or serve one kind of model: --show-hidden and docs/cli/train.md list them.
-    .hide('min-agreement').hide('max-mean-abs-diff').hide('max-accuracy-drop').hide('budget-grid')
+    .hide('min-agreement').hide('max-mean-abs-diff').hide('max-accuracy-drop').hide('budget-grid').hide('budget-tune')
     .hide('val-fraction').hide('replay').hide('expires').hide('codec').hide('store')
     .hide('auto-search').hide('also-consider').hide('sparse-start').hide('sparse-share').hide('teacher-weight').hide('teacher-loss').hide('temperature').hide('distill-mix')
     .hide('trainable').hide('loss').hide('backend').hide('threads').hide('prefix-cache-mb')
@@ -85,7 +86,7 @@ export function trainCommand(y: Argv): Argv<TrainArgs> {
 function trainOptionsOf(a: TrainArgs & Partial<OnnxTrainArgs>): TrainOptions {
   const keys = ['method', 'autoSearch', 'base', 'teacher', 'train', 'eval', 'val', 'replay', 'valFraction', 'tune', 'trainable', 'allowWorse', 'distill', 'alsoConsider', 'store', 'budget', 'epochs', 'seed',
     'out', 'modelOut', 'metricsOut', 'backend', 'batchSize', 'threads', 'step', 'prefixCacheMb', 'lr', 'codec', 'loss', 'modelId', 'sequence', 'expires', 'teacherWeight', 'teacherLoss', 'temperature',
-    'sparseStart', 'sparseShare', 'distillInputs', 'distillMix', 'augment', 'state', 'bptt', 'output', 'outputKind', 'minAgreement', 'maxMeanAbsDiff', 'maxAccuracyDrop', 'budgetGrid'] as const;
+    'sparseStart', 'sparseShare', 'distillInputs', 'distillMix', 'augment', 'state', 'bptt', 'output', 'outputKind', 'minAgreement', 'maxMeanAbsDiff', 'maxAccuracyDrop', 'budgetGrid', 'budgetTune'] as const;
   const o: Record<string, unknown> = {};
   for (const k of keys) if (a[k] !== undefined) o[k] = a[k];
   return o as unknown as TrainOptions;

@@ -27,6 +27,8 @@ export interface BudgetTry {
   seconds: number;
   /** Why it does not count, when it is not the figure: no payload fits, or further from the target than not updating. */
   note?: string;
+  /** What the candidate reused from an earlier budget (a trained budget: the learning rate tuned at a smaller one). */
+  detail?: string;
 }
 
 /** What `--json` carries of the search. */
@@ -51,7 +53,7 @@ export interface BudgetSearchReport {
 /** A way to make a payload at a budget: its name, and the maker (which throws BudgetError when nothing fits, NoImprovementError when a training's result is refused). */
 export interface BudgetCandidate<T> {
   how: string;
-  make: (budget: string) => Promise<{ result: T; bytes: number; closeness: PayloadCloseness }>;
+  make: (budget: string) => Promise<{ result: T; bytes: number; closeness: PayloadCloseness; detail?: string }>;
 }
 
 /**
@@ -86,7 +88,7 @@ export async function searchBudget<T>(o: {
         const made = await c.make(budget);
         const { figure, meets } = targetFigure(o.target, made.closeness);
         const worse = lessCloseThanBase(made.closeness) && !o.allowWorse;
-        entry = { budget, budgetBytes, how: c.how, bytes: made.bytes, figure, meets: meets && !worse, seconds: (performance.now() - s0) / 1000, ...(meets && worse ? { note: 'further from the target than not updating (refused, as --eval refuses it)' } : {}) };
+        entry = { budget, budgetBytes, how: c.how, bytes: made.bytes, figure, meets: meets && !worse, seconds: (performance.now() - s0) / 1000, ...(meets && worse ? { note: 'further from the target than not updating (refused, as --eval refuses it)' } : {}), ...(made.detail ? { detail: made.detail } : {}) };
         if (entry.meets) found = { budget, how: c.how, result: made.result };
       } catch (e) {
         // No payload fits this budget, or a training's result was refused (below the base): not a candidate.
@@ -103,10 +105,10 @@ export async function searchBudget<T>(o: {
   return { ...(found ? { found } : {}), report: { target: { ...o.target, text: targetText(o.target) }, grid: grid.map((g) => g.budget), tried, notTried, ...(o.ceilingBytes !== undefined ? { ceilingBytes: o.ceilingBytes } : {}), seconds: (performance.now() - t0) / 1000 } };
 }
 
-/** One tried budget in words: `2% (1.06 KB) post hoc: 1.02 KB, agreement 98.50%, in 0.41 s: below the target`. */
+/** One tried budget in words: `2% (1.06 KB) post hoc: 1.02 KB, agreement 98.50%, in 0.41 s: below the target` (a trained one reusing a rate: `5% (2.6 KB) trained (learning rate 0.003 as tuned at 2%): ...`). */
 export function budgetTryText(t: QualityTarget, e: BudgetTry): string {
   const what = e.bytes === undefined ? e.note : `${formatBytes(e.bytes)}, ${figureText(t, e.figure as number)}`;
-  return `${e.budget} (${formatBytes(e.budgetBytes)}) ${e.how}: ${what}, in ${e.seconds.toFixed(2)} s: ${e.meets ? 'meets the target' : e.bytes === undefined ? 'not a candidate' : e.note ?? 'below the target'}`;
+  return `${e.budget} (${formatBytes(e.budgetBytes)}) ${e.how}${e.detail ? ` (${e.detail})` : ''}: ${what}, in ${e.seconds.toFixed(2)} s: ${e.meets ? 'meets the target' : e.bytes === undefined ? 'not a candidate' : e.note ?? 'below the target'}`;
 }
 
 /** The line saying what was written: the chosen budget, or the fallback and why. */

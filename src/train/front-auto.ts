@@ -7,8 +7,12 @@
  * `--budget B` alone makes, measured against the teacher as `ndiff diff --eval` measures. With
  * labels and no teacher the target is accuracy, held against a full fine-tune's (trained first: it
  * is also what is written when no budget below its size meets the target). Each budget trains from
- * the base: the trainers take no earlier payload to start from (no warm start). A trained choice is
- * the search's own run, written as is (trained again only to write modelOut or metricsOut too).
+ * the base. What a trained budget learned is reused by the larger ones (`budgetTune: 'once'`, the
+ * default): the learning rate its tuning chose, so each later budget trains once at that rate
+ * (`tune: 'off'`) instead of tuning again, its payload the one `--budget B --lr RATE --tune off`
+ * trains (a tuning costs 2.5 to 5 runs: docs/cli/train.md). `'each'` tunes at every budget, as
+ * `--budget B` alone does. A trained choice is the search's own run, written as is (trained again
+ * with the same settings only to write modelOut or metricsOut too).
  */
 import { UsageError } from '../core/errors.ts';
 import type { PayloadCloseness } from '../diff/closeness.ts';
@@ -28,6 +32,10 @@ export interface AutoTrainOptions extends QualityTargetOptions {
   eval?: string;
   budget?: string | number;
   method?: TrainMethod | 'auto';
+  tune?: 'quick' | 'thorough' | 'off';
+  lr?: number;
+  /** Budget auto: tune the learning rate at the first budget trained and reuse it at the larger ones (`once`, default), or at every budget (`each`). */
+  budgetTune?: 'once' | 'each';
   modelId?: string;
   sequence?: number;
   expires?: string;
@@ -50,10 +58,15 @@ export interface AutoTrainResult {
   accuracyBefore: number | null;
   accuracyAfter: number | null;
   lines: string[];
+  /** The learning rate the run trained at (NaN when it kept a candidate that was not trained, e.g. lowbit's post-hoc codes). */
+  tuning?: { learningRate: number };
 }
 
-/** A candidate's outcome: a training's result, or a post-hoc diff's. */
-type Made<R> = { kind: 'trained'; result: R } | { kind: 'post hoc'; result: ValueDiffReport };
+/** What a trained budget's run was given beyond the budget: the rate an earlier budget's tuning chose. */
+type Reused = { lr: number; tune: 'off'; tunedAt: string };
+
+/** A candidate's outcome: a training's result (with what it reused), or a post-hoc diff's. */
+type Made<R> = { kind: 'trained'; result: R; reused?: Reused } | { kind: 'post hoc'; result: ValueDiffReport };
 
 /**
  * Search the grid, then write what was chosen as the same call with `budget: B` alone writes it
@@ -62,7 +75,7 @@ type Made<R> = { kind: 'trained'; result: R } | { kind: 'post hoc'; result: Valu
  */
 export async function trainBudgetAuto<O extends AutoTrainOptions, R extends AutoTrainResult>(options: O, auto: { target: QualityTarget; grid: string[] }, run: (o: O) => Promise<R>): Promise<R> {
   // The runs the search makes are plain trainings: no target of their own.
-  const plain: O = { ...options, minAgreement: undefined, maxMeanAbsDiff: undefined, maxAccuracyDrop: undefined, budgetGrid: undefined };
+  const plain: O = { ...options, minAgreement: undefined, maxMeanAbsDiff: undefined, maxAccuracyDrop: undefined, budgetGrid: undefined, budgetTune: undefined };
   const { base, teacher } = options;
   if (typeof base !== 'string' || (teacher !== undefined && typeof teacher !== 'string')) throw new UsageError('budget auto (--budget auto) measures each payload against the models on disk: give base (and teacher) as paths');
   if (!teacher && auto.target.option !== 'maxAccuracyDrop') throw new UsageError(`${auto.target.option === 'minAgreement' ? 'minAgreement (--min-agreement)' : 'maxMeanAbsDiff (--max-mean-abs-diff)'} measures closeness to the new version, and this training has no teacher (teacher (--teacher V2)): add the teacher, or with labels state the target as maxAccuracyDrop (--max-accuracy-drop N), accuracy held against a full fine-tune's`);
@@ -106,6 +119,10 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
     ceilingBytes = exact.bytes;
   }
   const measureSpec = { base, target: teacher as string, eval: options.eval as string, state: options.state ?? [], ...(options.output ? { output: options.output } : {}), ...(options.outputKind ? { outputKind: options.outputKind } : {}) };
+  // The learning rate the first trained budget's tuning chose, reused by the larger budgets
+  // (budgetTune 'once'); not with method auto, whose rate belongs to the method it chose.
+  const reuse = (options.budgetTune ?? 'once') === 'once' && (options.tune ?? 'quick') !== 'off' && options.method !== 'auto';
+  let tuned: Reused | undefined;
   const candidates = (): BudgetCandidate<Made<R>>[] => [
     ...(teacher ? [{ how: 'post hoc', make: async (budget: string) => {
       const r = await diff(diffOptions(budget));
@@ -114,9 +131,12 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
     } }] : []),
     { how: 'trained', make: async (budget: string) => {
       // A result refused (NoImprovementError: below the base) is no candidate at this budget (searchBudget).
-      const r = await run({ ...quiet, budget });
+      const reused = tuned;
+      const r = await run({ ...quiet, budget, ...(reused ? { lr: reused.lr, tune: reused.tune } : {}) });
+      const lr = r.tuning?.learningRate;
+      if (reuse && !tuned && lr !== undefined && Number.isFinite(lr)) tuned = { lr, tune: 'off', tunedAt: budget };
       const closeness: PayloadCloseness = teacher ? await measurePayload(measureSpec, r.payload, progress) : accuracyOnly(r, fullAccuracy as number);
-      return { result: { kind: 'trained' as const, result: r }, bytes: r.bytes, closeness };
+      return { result: { kind: 'trained' as const, result: r, ...(reused ? { reused } : {}) }, bytes: r.bytes, closeness, ...(reused ? { detail: `learning rate ${reused.lr} as tuned at ${reused.tunedAt}` } : {}) };
     } },
   ];
   const search = await searchBudget<Made<R>>({ target: auto.target, grid: auto.grid, modelBytes, ...(ceilingBytes !== undefined ? { ceilingBytes } : {}), allowWorse: !!options.allowWorse, candidates, progress });
@@ -138,7 +158,8 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
     return { ...r, budgetSearch, lines: [...searchLines, ...lines] };
   }
   if (how === 'trained' || how === 'full') {
-    const r = await run({ ...plain, ...(how === 'full' ? { method: 'full' as const, budget: undefined } : { budget: (found as { budget: string }).budget }) });
+    const reused = found?.result.kind === 'trained' ? found.result.reused : undefined;
+    const r = await run({ ...plain, ...(how === 'full' ? { method: 'full' as const, budget: undefined } : { budget: (found as { budget: string }).budget, ...(reused ? { lr: reused.lr, tune: reused.tune } : {}) }) });
     return { ...r, budgetSearch, lines: [...searchLines, ...r.lines] };
   }
   // Post hoc (or the exact payload): written as ndiff diff writes it, its metrics for ndiff report.

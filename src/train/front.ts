@@ -58,6 +58,12 @@ export interface TrainOptions extends QualityTargetOptions {
    * a teacher; the exact payload (a teacher) or a full fine-tune (labels) when none below its size does.
    */
   budget?: string | number;
+  /**
+   * Budget auto: `once` (default) tunes the learning rate at the first budget trained and trains
+   * each larger budget once at that rate (its payload then the one `budget B, lr RATE, tune 'off'`
+   * gives); `each` tunes at every budget, as `budget: B` alone does (a tuning costs 2.5 to 5 runs).
+   */
+  budgetTune?: 'once' | 'each';
   /** The id devices know this model by. Required unless the base's path recorded one. */
   modelId?: string;
   sequence?: number;
@@ -241,6 +247,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   // budget auto: the target checked before any model is read, then the search (front-auto.ts),
   // which calls train() at each budget it tries.
   const auto = qualityTargetOf({ ...options, budget: options.budget ?? '1%' });
+  if (options.budgetTune !== undefined && (!auto || !['once', 'each'].includes(options.budgetTune))) throw new UsageError(auto ? `budgetTune (--budget-tune) takes once or each, found ${JSON.stringify(options.budgetTune)}` : `budgetTune (--budget-tune) says how budget auto (--budget auto) tunes the budgets it trains; this run's budget is ${JSON.stringify(String(options.budget ?? '1%'))}: add --budget auto, or leave it out`);
   if (auto) return (await import('./front-auto.ts')).trainBudgetAuto(options, auto, train);
   let a = settle(options);
   if (!(Number.isInteger(a.epochs) && a.epochs >= 1)) throw new UsageError(`epochs (--epochs) must be at least 1, a whole number of passes over the training data, found ${a.epochs}`);
