@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { recoverGgufFile } from '../src/io/gguf/in-place.ts';
 import { updateModel } from '../src/io/updater/node-updater.ts';
-import { bundleChild } from './crash/harness.ts';
+import { bundleChild } from './crash/bundle.ts';
 import { ggufFixture, perturbGguf } from './helpers/gguf-pairs.ts';
 import { writeGgufRelease, type GgufRelease } from './helpers/gguf-release.ts';
 import { serveRelease, type ReleaseServer } from './helpers/release-server.ts';

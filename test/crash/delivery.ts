@@ -31,7 +31,8 @@ import { loadPrivateKey } from '../../src/sign/node-keys.ts';
 import { baseAndTarget } from '../helpers/models.ts';
 import { perturbed } from '../helpers/perturb.ts';
 import { writeStore } from '../helpers/dirs.ts';
-import { bundleChild, spread } from './harness.ts';
+import { bundleChild } from './bundle.ts';
+import { spread } from './harness.ts';
 
 export interface DeliveryFixture {
   root: string;

@@ -11,15 +11,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { getHasher } from '../../src/core/hasher.ts';
 import { diffGgufModels } from '../../src/io/gguf/diff.ts';
 import { bytesSource } from '../../src/io/gguf/header.ts';
 import { ggufModelOf } from '../../src/io/gguf/model.ts';
 import { applyToGgufFile, recoverGgufFile } from '../../src/io/gguf/in-place.ts';
 import { ggufFixture, perturbGguf } from '../helpers/gguf-pairs.ts';
+import { crashChild } from './bundle.ts';
 
-const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 
 /** One GGUF pair and its payload: the model's old and new bytes. */
 export interface GgufCrashPair {
@@ -56,8 +55,8 @@ async function setUp(pair: GgufCrashPair): Promise<{ dir: string; file: string; 
   return { dir, file, payload };
 }
 
-function runChild(file: string, payload: string, at: number, torn: boolean, logFile?: string): number | null {
-  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', CHILD, JSON.stringify({ mode: 'cli', dir: file, payload })], {
+function runChild(child: string, file: string, payload: string, at: number, torn: boolean, logFile?: string): number | null {
+  const r = spawnSync(process.execPath, [child, JSON.stringify({ mode: 'cli', dir: file, payload })], {
     encoding: 'utf8',
     env: { ...process.env, NDIFF_CRASH_AT: String(at), ...(torn ? { NDIFF_CRASH_TORN: '1' } : {}), ...(logFile ? { NDIFF_CRASH_LOG: logFile } : {}) },
   });
@@ -71,10 +70,11 @@ const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
  * `torn`, in the middle of each write among them.
  */
 export async function crashGguf(pair: GgufCrashPair, options: { points?: (ops: string[]) => number[]; torn?: boolean } = {}): Promise<GgufCrashSummary> {
+  const child = await crashChild();
   const clean = await setUp(pair);
   const logFile = path.join(tmpdir(), `nd-crash-gguf-ops-${process.pid}.log`);
   try {
-    const status = runChild(clean.file, clean.payload, 0, false, logFile);
+    const status = runChild(child, clean.file, clean.payload, 0, false, logFile);
     if (status !== 0) throw new Error(`the clean run of the GGUF apply failed (exit ${status})`);
     if (!same(new Uint8Array(await readFile(clean.file)), pair.v2)) throw new Error('the clean run of the GGUF apply did not reach the target');
     const ops = (await readFile(logFile, 'utf8')).trim().split('\n');
@@ -87,7 +87,7 @@ export async function crashGguf(pair: GgufCrashPair, options: { points?: (ops: s
         const b = await setUp(pair);
         const where = `${torn ? 'torn ' : ''}kill at ${ops[at - 1]} (${at})`;
         try {
-          runChild(b.file, b.payload, at, torn);
+          runChild(child, b.file, b.payload, at, torn);
           summary.kills++;
           await recoverGgufFile(b.file);
           const now = new Uint8Array(await readFile(b.file));

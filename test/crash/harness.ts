@@ -17,8 +17,8 @@ import { spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
 import { main } from '../../cli/ndiff.ts';
+import { bundleChild } from './bundle.ts';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher, type Hasher } from '../../src/core/hasher.ts';
 import { topkDiff } from '../../src/topk-diff/encoder.ts';
@@ -118,23 +118,6 @@ async function leftovers(dir: string, s: Scenario): Promise<string[]> {
   const files = modelFilesOf(s.modelFile);
   const keep = new Set([...(await referencedFiles(dir, s.modelFile)), '.ndiff-state.json', files.digests, files.modelId, ...(s.untouched ?? [])]);
   return (await readdir(dir)).filter((f) => !keep.has(f));
-}
-
-/** Bundle child.ts once (node starts a bundle in ~0.1 s, tsx in ~0.5 s). */
-export async function bundleChild(outDir: string): Promise<string> {
-  const out = join(outDir, 'crash-child.mjs');
-  await build({
-    entryPoints: [join(import.meta.dirname, 'child.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    outfile: out,
-    external: ['msgpackr-extract', '@tensorflow/*'],
-    banner: { js: "import { createRequire as __ndiffCreateRequire } from 'node:module'; const require = __ndiffCreateRequire(import.meta.url);" },
-    logLevel: 'silent',
-  });
-  return out;
 }
 
 function runChild(childFile: string, job: ChildJob, env: Record<string, string>): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {

@@ -23,7 +23,7 @@ import { generateKeyPair, loadPrivateKey } from '../../src/sign/node-keys.ts';
 import { serveRelease } from '../helpers/release-server.ts';
 import { structuralPair, valuePair, type PairFormat, type StructuralPair } from '../helpers/structural-pairs.ts';
 import { fingerprintOf, writeModel } from '../helpers/model-on-disk.ts';
-import { bundleChild } from './harness.ts';
+import { bundleChild } from './bundle.ts';
 
 export interface HealthCheckKillSummary {
   /** Format and release kind of each case run. */

@@ -11,14 +11,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, open, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { fingerprintStore } from '../../src/core/fingerprint.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { buildPayload } from '../../src/diff/build.ts';
 import { applyToOnnxFile, openOnnxFile, recoverOnnxFile } from '../../src/io/onnx/files.ts';
 import { DT, f32le, graph, model, tensor } from '../helpers/onnx-build.ts';
+import { crashChild } from './bundle.ts';
 
-const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 
 /** What the kills of one scenario showed. */
 export interface OnnxCrashSummary {
@@ -68,8 +67,8 @@ async function build(big: boolean): Promise<Built> {
 }
 
 /** Run the child (the CLI's apply) killed before mutating operation `at` (0: never); returns its operation log. */
-function runChild(b: Built, at: number, logFile?: string): { status: number | null; ops: string[] } {
-  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', CHILD, JSON.stringify({ mode: 'cli', dir: b.file, payload: b.payload, state: path.join(b.dir, '.ndiff-state.json') })], {
+function runChild(child: string, b: Built, at: number, logFile?: string): { status: number | null; ops: string[] } {
+  const r = spawnSync(process.execPath, [child, JSON.stringify({ mode: 'cli', dir: b.file, payload: b.payload, state: path.join(b.dir, '.ndiff-state.json') })], {
     encoding: 'utf8',
     env: { ...process.env, NDIFF_CRASH_AT: String(at), ...(logFile ? { NDIFF_CRASH_LOG: logFile } : {}) },
   });
@@ -87,10 +86,11 @@ async function fingerprintOf(file: string): Promise<string> {
 
 /** Kill the apply at `points` (1-based operation numbers; all of them by default) of one scenario. */
 export async function crashOnnx(options: { big?: boolean; points?: (count: number) => number[] } = {}): Promise<OnnxCrashSummary> {
+  const child = await crashChild();
   const clean = await build(!!options.big);
   const logFile = path.join(clean.dir, 'ops.log');
   try {
-    const r = runChild(clean, 0, logFile);
+    const r = runChild(child, clean, 0, logFile);
     if (r.status !== 0) throw new Error(`the clean run of the ONNX apply failed (exit ${r.status})`);
     const ops = (await readFile(logFile, 'utf8')).trim().split('\n');
     const points = options.points ? options.points(ops.length) : ops.map((_, i) => i + 1);
@@ -98,7 +98,7 @@ export async function crashOnnx(options: { big?: boolean; points?: (count: numbe
     for (const at of points) {
       const b = await build(!!options.big);
       try {
-        runChild(b, at);
+        runChild(child, b, at);
         summary.kills++;
         await recoverOnnxFile(b.file);
         const fp = await fingerprintOf(b.file);

@@ -15,7 +15,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { getHasher } from '../../src/core/hasher.ts';
 import { structuralDiff, structuralDiffFiles } from '../../src/diff/structural.ts';
 import { ONNX_FILES_REBUILD } from '../../src/io/onnx/files-store.ts';
@@ -24,6 +23,7 @@ import { OnnxWeightStore } from '../../src/io/onnx/store.ts';
 import { rebuildTfliteFile, recoverTfliteFile } from '../../src/io/tflite/files.ts';
 import { TfliteWeightStore } from '../../src/io/tflite/store.ts';
 import { onnxDataFilesPair, structuralPair, type DataFilesChange, type PairFile } from '../helpers/structural-pairs.ts';
+import { crashChild } from './bundle.ts';
 
 /**
  * The single-file formats, and ONNX with external data files whose set changes (a TF.js folder's
@@ -32,7 +32,6 @@ import { onnxDataFilesPair, structuralPair, type DataFilesChange, type PairFile 
 export type RebuildCrashFormat = 'onnx' | 'tflite' | `onnx-data-${DataFilesChange}`;
 type PairFormat = RebuildCrashFormat;
 
-const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 
 /** What the kills of one pair showed. */
 export interface RebuildCrashSummary {
@@ -115,8 +114,8 @@ async function pairOf(format: PairFormat, seed: number): Promise<{ baseFiles: Pa
 }
 
 /** Run the child (the CLI's apply) killed before mutating operation `at` (0: never). */
-function runChild(b: Built, at: number, options: { torn?: boolean; logFile?: string } = {}): number | null {
-  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', CHILD, JSON.stringify({ mode: 'cli', dir: b.file, payload: b.payload })], {
+function runChild(child: string, b: Built, at: number, options: { torn?: boolean; logFile?: string } = {}): number | null {
+  const r = spawnSync(process.execPath, [child, JSON.stringify({ mode: 'cli', dir: b.file, payload: b.payload })], {
     encoding: 'utf8',
     env: { ...process.env, NDIFF_CRASH_AT: String(at), ...(options.torn ? { NDIFF_CRASH_TORN: '1' } : {}), ...(options.logFile ? { NDIFF_CRASH_LOG: options.logFile } : {}) },
   });
@@ -131,10 +130,11 @@ function runChild(b: Built, at: number, options: { torn?: boolean; logFile?: str
 export async function crashRebuild(format: PairFormat, seed: number, options: { torn?: boolean; points?: (ops: readonly string[]) => number[] } = {}): Promise<RebuildCrashSummary> {
   const f = FORMATS[format === 'tflite' ? 'tflite' : 'onnx'];
   const { baseFiles, targetFiles, payload } = await pairOf(format, seed);
+  const child = await crashChild();
   const clean = await build(seed, payload, baseFiles);
   const logFile = path.join(clean.dir, 'ops.log');
   try {
-    const status = runChild(clean, 0, { logFile });
+    const status = runChild(child, clean, 0, { logFile });
     if (status !== 0) throw new Error(`the clean run of the structural apply (${format}, seed ${seed}) failed (exit ${status})`);
     if (!exactly(await modelFilesIn(clean.dir), targetFiles)) throw new Error(`the clean run of the structural apply (${format}, seed ${seed}) did not write exactly the target's files`);
     const ops = (await readFile(logFile, 'utf8')).trim().split('\n');
@@ -144,7 +144,7 @@ export async function crashRebuild(format: PairFormat, seed: number, options: { 
       const b = await build(seed, payload, baseFiles);
       const where = `${format} seed ${seed}, kill before ${ops[at - 1]} (${at}/${ops.length})${options.torn ? ', torn' : ''}`;
       try {
-        runChild(b, at, { torn: options.torn });
+        runChild(child, b, at, { torn: options.torn });
         summary.kills++;
         await f.recover(b.file);
         const now = await modelFilesIn(b.dir);

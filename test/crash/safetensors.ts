@@ -11,14 +11,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { applyPayload } from '../../src/apply/index.ts';
 import { buildPayload } from '../../src/diff/build.ts';
 import { getHasher } from '../../src/core/hasher.ts';
 import { concatChunks, SafetensorsWeightStore, serializeSafetensors, type SafetensorsTensorInput } from '../../src/io/safetensors/store.ts';
 import { applyToSafetensorsFile, recoverSafetensorsFile } from '../../src/io/safetensors/files.ts';
+import { crashChild } from './bundle.ts';
 
-const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 
 /** What the kills showed. */
 export interface SafetensorsCrashSummary {
@@ -68,8 +67,8 @@ async function build(): Promise<Built> {
 }
 
 /** Run the child (the CLI's apply) killed before mutating operation `at` (0: never, with the operations logged to `logFile`). */
-function runChild(b: Built, at: number, logFile?: string): number | null {
-  const r = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', CHILD, JSON.stringify({ mode: 'cli', dir: b.file, payload: b.payload })], {
+function runChild(child: string, b: Built, at: number, logFile?: string): number | null {
+  const r = spawnSync(process.execPath, [child, JSON.stringify({ mode: 'cli', dir: b.file, payload: b.payload })], {
     encoding: 'utf8',
     env: { ...process.env, NDIFF_CRASH_AT: String(at), ...(logFile ? { NDIFF_CRASH_LOG: logFile } : {}) },
   });
@@ -80,10 +79,11 @@ const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.c
 
 /** Kill the apply at `points(count)` (1-based operation numbers; every one by default). */
 export async function crashSafetensors(points?: (count: number) => number[]): Promise<SafetensorsCrashSummary> {
+  const child = await crashChild();
   const clean = await build();
   const logFile = path.join(clean.dir, 'ops.log');
   try {
-    const status = runChild(clean, 0, logFile);
+    const status = runChild(child, clean, 0, logFile);
     if (status !== 0) throw new Error(`the clean run of the safetensors apply failed (exit ${status})`);
     if (!same(new Uint8Array(await readFile(clean.file)), clean.after)) throw new Error('the clean run did not write the file the in-memory applier makes');
     const operations = (await readFile(logFile, 'utf8')).trim().split('\n');
@@ -92,7 +92,7 @@ export async function crashSafetensors(points?: (count: number) => number[]): Pr
       const b = await build();
       const where = `kill before ${operations[at - 1]}`;
       try {
-        if (runChild(b, at) !== null) summary.bad.push(`${where}: the child was not killed`);
+        if (runChild(child, b, at) !== null) summary.bad.push(`${where}: the child was not killed`);
         summary.kills++;
         // What a loader reading the path sees right after the crash, before any recovery.
         const seen = new Uint8Array(await readFile(b.file));
