@@ -8,7 +8,9 @@
  * second copy of it; a signed payload verifies; a worker terminated in the middle of the
  * overwrite leaves a journal that brings the old version back byte for byte; one terminated in
  * its health check leaves the new version waiting, refused without a check, confirmed by a
- * passing one, rolled back by a failing one; the page's main thread is refused (no access handles);
+ * passing one, rolled back by a failing one; `neural-diff/updater` with `ggufOpfsTarget` updates
+ * the file from a release served over HTTP, a failing health check leaving v1; the page's main
+ * thread is refused (no access handles);
  * and wllama (llama.cpp built for WebAssembly, test/helpers/wllama.ts) loads the patched file from
  * OPFS and generates v2's greedy tokens, where v1's differ from the first token.
  *
@@ -35,6 +37,7 @@ import { generateKeyPair, signPayload } from '../src/sign/node-keys.ts';
 import { findChromium, CHROMIUM_ARGS } from './helpers/chromium.ts';
 import { GGUF_VECTORS } from './helpers/gguf-pairs.ts';
 import { serveRelease, type ReleaseServer } from './helpers/release-server.ts';
+import { writeGgufRelease, type GgufRelease } from './helpers/gguf-release.ts';
 import { openWllamaPage, prepareWllamaSite, wllamaGreedy, type GreedyRun } from './helpers/wllama.ts';
 
 const chromiumPath = findChromium();
@@ -49,6 +52,7 @@ let v1: Uint8Array;
 let v2: Uint8Array;
 let target: string;
 let publicKey: string;
+let release: GgufRelease;
 
 type Outcome = { value?: unknown; error?: { name: string; code?: string; message: string }; killed?: string };
 
@@ -73,6 +77,7 @@ before(async () => {
   }
   await writeFile(join(site, 'index.html'), '<!doctype html><body><script type="module" src="./page.js"></script></body>');
   await writeFile(join(site, 'v2.gguf'), v2);
+  release = await writeGgufRelease(join(site, 'llm'), [v1, v2], { modelId: 'stories260K' });
   await prepareWllamaSite(site);
   server = await serveRelease(site);
   browser = await chromium.launch({ executablePath: (chromiumPath as { path: string }).path, headless: true, args: CHROMIUM_ARGS });
@@ -164,6 +169,23 @@ test('a worker terminated in its health check: v2 waits with its journal; refuse
     assert.ok(same(await modelBytes(), verdict === 'pass' ? v2 : v1), `the ${verdict}ing check: ${verdict === 'pass' ? 'v2 confirmed' : 'v1 back'}`);
     assert.ok(!(await files()).some((f) => f.includes('ndiff-undo')), 'no journal or marker left');
   }
+});
+
+test('the updater (neural-diff/updater, ggufOpfsTarget) in a worker brings the OPFS file to v2 from a release, in place; a failing health check leaves v1 byte for byte', { skip }, async () => {
+  await fresh();
+  const request = { op: 'update', name: 'model.gguf', release: `${server.url}llm/`, modelId: 'stories260K', trustedKeys: [release.keys.publicKeyPem] };
+  const failed = (await value({ ...request, health: 'fail' })) as { status: string; steps: string[]; fingerprint: string };
+  assert.equal(failed.status, 'failed', JSON.stringify(failed));
+  assert.deepEqual(failed.steps, ['payload health-check-failed']);
+  assert.equal(failed.fingerprint, release.digests[0]);
+  assert.ok(same(await modelBytes(), v1), 'the journal brought v1 back');
+  const r = (await value({ ...request, health: 'pass' })) as { status: string; steps: string[]; fingerprint: string };
+  assert.equal(r.status, 'updated', JSON.stringify(r));
+  assert.deepEqual(r.steps, ['payload applied']);
+  assert.equal(r.fingerprint, release.digests[1]);
+  assert.ok(same(await modelBytes(), v2), 'the OPFS file is v2 byte for byte');
+  assert.ok(!(await files()).some((f) => f.includes('ndiff-undo')), 'no journal left');
+  assert.ok(!server.log.some((q) => q.path.endsWith(release.manifest.versions[1].files[0].file)), 'the full model was not downloaded');
 });
 
 test('on the page\'s main thread (no synchronous access handles) the apply is refused, saying to use a worker, and the file is untouched', { skip }, async () => {

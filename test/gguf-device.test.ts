@@ -6,14 +6,21 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { getHasher } from '../src/core/hasher.ts';
-import { BaseMismatchError, PayloadFormatError, SignatureError, TargetMismatchError } from '../src/core/errors.ts';
+import { BaseMismatchError, ModelFormatError, PayloadFormatError, SignatureError, TargetMismatchError } from '../src/core/errors.ts';
 import { MemorySequenceStore } from '../src/apply/freshness.ts';
 import { bytesSource } from '../src/io/gguf/header.ts';
 import { ggufModelOf, ggufSplitModel } from '../src/io/gguf/model.ts';
 import { diffGgufModels } from '../src/io/gguf/diff.ts';
 import { ongridGgufDiff } from '../src/gguf-diff/index.ts';
-import { applyGgufInPlace, ggufFingerprintIn, ggufUpdatePendingIn, recoverGgufInPlace } from '../src/io/gguf/opfs.ts';
+import { applyGgufInPlace, ggufFingerprintIn, ggufUpdatePendingIn, ggufVolumeTarget, recoverGgufInPlace } from '../src/io/gguf/opfs.ts';
+import { Updater } from '../src/updater/updater.ts';
+import { MemoryUpdaterState } from '../src/updater/state.ts';
+import { writeGgufRelease } from './helpers/gguf-release.ts';
+import { serveRelease } from './helpers/release-server.ts';
 import { generateKeyPair, signPayload } from '../src/sign/node-keys.ts';
 import { ggufFixture, perturbGguf } from './helpers/gguf-pairs.ts';
 import { Cut, memoryVolume } from './helpers/memory-volume.ts';
@@ -124,4 +131,48 @@ test('an on-grid (lossy) payload: the model reaches the mixed version the payloa
   assert.ok(!same(now, a) && !same(now, b));
   // Every byte is v1's or v2's at its place.
   assert.ok(now.every((x, i) => x === a[i] || x === b[i]));
+});
+
+test('kept up to date by the updater (ggufVolumeTarget): a failing health check brings v1 back byte for byte; a passing one keeps v2, patched in place; a model no payload starts from is refused, never installed whole', async () => {
+  const work = await mkdtemp(path.join(tmpdir(), 'nd-gguf-device-updater-'));
+  const release = await writeGgufRelease(path.join(work, 'site', 'llm'), [v1, v2]);
+  const server = await serveRelease(path.join(work, 'site'));
+  try {
+    const volume = memoryVolume(only('m.gguf', v1));
+    const updater = (healthCheck: () => boolean, target = ggufVolumeTarget(volume, 'm.gguf')) => new Updater({
+      modelId: 'tiny-llm', urls: [`${server.url}llm/`], trustedKeys: [release.keys.publicKeyPem], target, state: new MemoryUpdaterState(), healthCheck,
+    });
+    let saw: Uint8Array | undefined;
+    const failed = await updater(() => {
+      saw = volume.files.get('m.gguf')?.slice();
+      return false;
+    }).update();
+    assert.equal(failed.status, 'failed', JSON.stringify(failed));
+    assert.ok(same(saw, v2), 'the health check saw v2 in place');
+    assert.ok(same(volume.files.get('m.gguf'), v1), 'v1 back byte for byte');
+    assert.deepEqual([...volume.files.keys()].filter((n) => n.endsWith('.ndiff-undo')), [], 'no journal left');
+
+    const r = await updater(() => true).update();
+    assert.equal(r.status, 'updated', JSON.stringify(r));
+    assert.deepEqual(r.steps.map((s) => `${s.kind} ${s.outcome}`), ['payload applied']);
+    assert.equal(r.fingerprint, release.digests[1]);
+    assert.ok(same(volume.files.get('m.gguf'), v2), 'v2 byte for byte');
+    assert.ok(!server.log.some((q) => q.path.endsWith(release.manifest.versions[1].files[0].file)), 'the full model was not downloaded');
+    assert.equal((await updater(() => true).update()).status, 'up-to-date');
+
+    // Another version of the model: no payload starts from it, and the updater never installs a GGUF whole.
+    const other = perturbGguf(v1, { blockShare: 0.05, seed: 8 });
+    const elsewhere = memoryVolume(only('m.gguf', other));
+    const before = server.log.length;
+    const refused = await updater(() => true, ggufVolumeTarget(elsewhere, 'm.gguf')).update();
+    assert.equal(refused.status, 'failed');
+    assert.equal(refused.error?.code, 'ND_NO_UPDATE_PATH');
+    assert.match(refused.error?.message ?? '', /which no payload of this release starts from .* a gguf model is never installed whole by the updater/);
+    assert.deepEqual(server.log.slice(before).map((q) => q.path), ['/llm/manifest.json'], 'only the manifest was fetched');
+    assert.ok(same(elsewhere.files.get('m.gguf'), other), 'the model untouched');
+    await assert.rejects(ggufVolumeTarget(elsewhere, 'm.gguf').installPackage([], { modelId: 'tiny-llm', fingerprint: release.digests[1] }), (e: unknown) => e instanceof ModelFormatError && /never installs whole/.test(e.message));
+  } finally {
+    await server.close();
+    await rm(work, { recursive: true, force: true });
+  }
 });

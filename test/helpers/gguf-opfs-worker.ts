@@ -4,10 +4,11 @@
  * may hold the apply at a step (the k-th write to the model, or inside its health check) and say
  * so, so the page can terminate the worker there: a kill at a known point, waiting on an event.
  */
-import { applyGgufInOpfs, applyGgufInPlace, ggufFingerprintIn, opfsVolume, recoverGgufInOpfs, type GgufVolume, type OpfsDirectory } from '../../src/io/gguf/opfs.ts';
+import { applyGgufInOpfs, applyGgufInPlace, ggufFingerprintIn, ggufOpfsTarget, opfsVolume, recoverGgufInOpfs, type GgufVolume, type OpfsDirectory } from '../../src/io/gguf/opfs.ts';
+import { MemoryUpdaterState, Updater } from '../../src/updater/index.ts';
 
 interface Request {
-  op: 'put' | 'sha256' | 'list' | 'clear' | 'apply' | 'recover' | 'fingerprint';
+  op: 'put' | 'sha256' | 'list' | 'clear' | 'apply' | 'recover' | 'fingerprint' | 'update';
   name?: string;
   url?: string;
   payload?: string;
@@ -16,6 +17,9 @@ interface Request {
   /** The health check: passes, fails, or hangs announcing `in-health-check`. */
   health?: 'pass' | 'fail' | 'hang';
   trustedKeys?: string[];
+  /** `update`: the release folder's URL and its model id. */
+  release?: string;
+  modelId?: string;
 }
 
 const post = (m: unknown) => (self as unknown as { postMessage(m: unknown): void }).postMessage(m);
@@ -93,6 +97,13 @@ async function handle(r: Request): Promise<unknown> {
       const options = { healthCheck: health, trustedKeys: r.trustedKeys };
       const result = r.holdAtWrite ? await applyGgufInPlace(holding(opfsVolume(dir), name, r.holdAtWrite), name, payload, options) : await applyGgufInOpfs(dir, name, payload, options);
       return { status: result.status, writtenBytes: result.writtenBytes, targetFingerprint: result.targetFingerprint, verified: result.signature.verified, recovery: result.recovery.actions };
+    }
+    case 'update': {
+      // neural-diff/updater with the OPFS model as its target: the manifest, the payload for the
+      // version held, applied in place.
+      const updater = new Updater({ modelId: r.modelId as string, urls: [r.release as string], trustedKeys: r.trustedKeys ?? [], target: ggufOpfsTarget(dir, name), state: new MemoryUpdaterState(), ...(health ? { healthCheck: health } : {}) });
+      const u = await updater.update();
+      return { status: u.status, steps: u.steps.map((s) => `${s.kind} ${s.outcome}`), fingerprint: u.fingerprint, error: u.error, fetched: u.download };
     }
     case 'recover': {
       const report = await recoverGgufInOpfs(dir, name, { healthCheck: health });

@@ -19,9 +19,14 @@
  * the browser's persistent store (IndexedDB, else localStorage: `browserSequenceStore`), unless
  * `sequences` says otherwise.
  *
+ * Kept up to date from a release by `neural-diff/updater`'s `Updater` through
+ * {@link ggufOpfsTarget} (or {@link ggufVolumeTarget} for another volume): it fetches the manifest
+ * and the payload for the version held, and applies it here.
+ *
  * @module neural-diff/gguf
  */
-import { ModelFormatError, UsageError } from '../../core/errors.ts';
+import { ModelFormatError, ModelMismatchError, UsageError } from '../../core/errors.ts';
+import { isSignedEnvelope, parseEnvelope } from '../../apply/envelope.ts';
 import { getHasher } from '../../core/hasher.ts';
 import type { Hasher } from '../../core/hash-types.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
@@ -33,7 +38,8 @@ import { MODEL_ID_SUFFIX, modelIdRecordText, parseModelIdRecord } from '../durab
 import { readGgufHeader, type GgufSource } from './header.ts';
 import { applyInPlace, recoverInPlace, volumeFileDigest, type InPlaceResult } from './in-place-core.ts';
 import { ggufModelOf, ggufSplitModel, splitPartName, splitPartPath, type GgufModel } from './model.ts';
-import { ggufModelDigest } from './payload.ts';
+import { ggufModelDigest, isGgufPayloadDocument } from './payload.ts';
+import type { ModelTarget, PendingUpdateOutcome } from '../../updater/target.ts';
 import { openGgufPayloadFrom, PURE_PAYLOAD_DIGESTS, type GgufPayloadReader, type OpenedGgufPayload } from './payload-open.ts';
 import { GGUF_UNDO_SUFFIX } from './undo-journal.ts';
 import type { GgufVolume, VolumeFile, VolumeOpenMode } from './volume.ts';
@@ -402,4 +408,58 @@ export async function ggufFingerprintIn(volume: GgufVolume, name: string, hasher
     }
   }
   return ggufModelDigest(h, digests);
+}
+
+/**
+ * The model named `name` in `volume` as a target of `neural-diff/updater`'s `Updater`, as
+ * `ggufFileTarget` is on disk: versions named by their stored-bytes digest, payloads applied in
+ * place behind the undo journal, which stays the rollback until the health check passes (a failed
+ * check writes the old bytes back; a tab closed during it leaves the switch for
+ * {@link ModelTarget.settlePending} of the next run). A full install is refused (`installs`
+ * false): the updater plans payloads only and says what to do when none starts from the model held.
+ * The caller keeps other writers of the volume away ({@link ggufOpfsTarget} takes the Web Lock).
+ */
+export function ggufVolumeTarget(volume: GgufVolume, name: string, lock: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()): ModelTarget {
+  const first = volume.describe(ggufPartNames(name)[0]);
+  return {
+    kind: 'gguf',
+    rebuilds: false,
+    installs: false,
+    hasPending: () => ggufUpdatePendingIn(volume, name),
+    settlePending: (check) => lock(async (): Promise<PendingUpdateOutcome | undefined> => {
+      if (!(await ggufUpdatePendingIn(volume, name))) return undefined;
+      const report = await recoverGgufInPlace(volume, name, {
+        healthCheck: check && (async () => check({ kind: 'payload', fingerprint: (await ggufFingerprintIn(volume, name)) as string })),
+      });
+      return report.pending && { ...report.pending, actions: report.actions };
+    }),
+    fingerprint: (options) => lock(async () => {
+      // An update stopped before its new version was whole in place is rolled back first.
+      if (options?.recover !== false && (await ggufUpdatePendingIn(volume, name))) await recoverGgufInPlace(volume, name);
+      return ggufFingerprintIn(volume, name);
+    }),
+    applyPayload: (bytes, o) => lock(async () => {
+      if (!isGgufPayloadDocument(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
+        throw new ModelMismatchError(`${first} is a GGUF model, and the payload is not a GGUF block payload (format v8): nothing was written; the release holds payloads of another kind of model`, { file: first });
+      }
+      const check = o.healthCheck;
+      await applyGgufInPlace(volume, name, bytes, {
+        trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, sequences: o.sequenceStore, now: o.now,
+        ...(check ? { healthCheck: () => check() } : {}),
+      });
+    }),
+    async installPackage() {
+      // The updater plans no full install for this target (installs: false); a caller that asks anyway is told why.
+      throw new ModelFormatError(`${first} is a GGUF model, which the updater never installs whole (it would hold the model in memory and write a second copy beside it): nothing was changed; download the full model into the folder yourself while no page uses it, then update it by payloads`, { path: first });
+    },
+  };
+}
+
+/**
+ * The model named `name` in the OPFS folder `dir` as a target of `neural-diff/updater`'s
+ * `Updater` ({@link ggufVolumeTarget}), in a dedicated Web Worker, each step under the model's
+ * Web Lock ({@link ggufOpfsLockName}).
+ */
+export function ggufOpfsTarget(dir: OpfsDirectory, name: string): ModelTarget {
+  return ggufVolumeTarget(opfsVolume(dir), name, (fn) => withLock(name, fn));
 }
