@@ -147,7 +147,7 @@ test('toward a teacher: where the post-hoc payload falls short, the training at 
   assert.deepEqual(await readFile(join(dir, 'trained.ndiff')), await readFile(join(dir, 'trained-alone.ndiff')));
 });
 
-test('toward a teacher, budgetTune once (the default): the larger budgets train once at the rate the first trained budget tuned, fewer runs than each; the payload written is the one --budget B --lr RATE --tune off trains', async () => {
+test('toward a teacher, budgetTune once (the default): the larger budgets train once at the rate the first trained budget tuned, fewer runs than each; the payload written is the one --budget B --lr RATE --tune off trains', async (t) => {
   // Tuned (tune quick, the default), not QUICK's tune off: the rate is what a larger budget reuses.
   const o: TrainOptions = { base: at.v1, teacher: at.v2, train: at.unlabeled, eval: at.eval, modelId: 'mlp', method: 'lowbit', budget: 'auto', maxMeanAbsDiff: 0.03, budgetGrid: '0.5%,1%', epochs: 1, seed: 3, threads: 1, backend: 'cpu' };
   const search = async (budgetTune: 'once' | 'each') => {
@@ -164,6 +164,7 @@ test('toward a teacher, budgetTune once (the default): the larger budgets train 
   const each = await search('each');
   assert.deepEqual(each.tried.map((t) => `${t.budget} ${t.how} ${t.detail ?? 'tuned'}`), ['0.5% post hoc tuned', '0.5% trained tuned', '1% post hoc tuned', '1% trained tuned']);
   assert.ok(once.epochs < each.epochs, `once trains fewer epochs than each: ${once.epochs} against ${each.epochs}`);
+  t.diagnostic(`epochs trained by the search: once ${once.epochs}, each ${each.epochs}; figures at 1%: once ${once.tried[3].figure}, each ${each.tried[3].figure}`);
   const alone = await ndiff('train', '--base', at.v1, '--teacher', at.v2, '--train', at.unlabeled, '--eval', at.eval, '--model-id', 'mlp', '--method', 'lowbit', '--budget', '1%', '--lr', rate as string, '--tune', 'off', '--epochs', '1', '--seed', '3', '--threads', '1', '--backend', 'cpu', '--out', join(dir, 'reused-alone.ndiff'));
   assert.equal(alone.code, 0, alone.err);
   assert.deepEqual(once.r.payload, new Uint8Array(await readFile(join(dir, 'reused-alone.ndiff'))), 'the bytes --budget 1% --lr RATE --tune off trains');
