@@ -3,8 +3,9 @@
  * payload meets the quality target on the `eval` inputs (src/front/quality-target.ts), by the
  * search `diff()` runs (src/front/budget-search.ts). At each budget, toward a teacher, the post-hoc
  * payload first (the teacher's change carried without training, as `ndiff diff --target TEACHER
- * --budget B` makes it): when it meets the target nothing is trained at that budget; else the run
- * `--budget B` alone makes, measured against the teacher as `ndiff diff --eval` measures. With
+ * --budget B` makes it): when it meets the target nothing is trained at that budget; else a
+ * training at that budget (below: what it reuses), measured against the teacher as `ndiff diff
+ * --eval` measures. With
  * labels and no teacher the target is accuracy, held against a full fine-tune's (trained first: it
  * is also what is written when no budget below its size meets the target). Each budget trains from
  * the base. What a trained budget learned is reused by the larger ones (`budgetTune: 'once'`, the
