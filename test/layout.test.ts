@@ -35,7 +35,7 @@ const files = sources(join(root, 'src')).map((f) => relative(root, f));
 const graph = new Map(files.map((f) => [f, importsOf(join(root, f))]));
 
 /** Folders whose files must run on a device: no node builtins, no tfjs, nothing of the trainers. */
-const pure = ['src/core/', 'src/apply/', 'src/updater/', 'src/io/onnx/store.ts', 'src/io/onnx/proto.ts', 'src/io/onnx/wire.ts', 'src/io/tflite/store.ts', 'src/io/tflite/schema.ts', 'src/io/tflite/flatbuffers.ts', 'src/io/tflite/structure.ts', 'src/io/safetensors/store.ts', 'src/io/npy/npy.ts', 'src/io/tfjs/manifest.ts', ...['types', 'header', 'blocks', 'write', 'model', 'fingerprint', 'store', 'summary', 'payload', 'payload-scan', 'payload-open', 'volume', 'undo-journal', 'in-place-core', 'opfs'].map((f) => `src/io/gguf/${f}.ts`), 'src/io/durable/pending-update.ts', 'src/io/durable/model-id-record.ts'];
+const pure = ['src/core/', 'src/apply/', 'src/updater/', 'src/io/onnx/store.ts', 'src/io/onnx/proto.ts', 'src/io/onnx/wire.ts', 'src/io/tflite/store.ts', 'src/io/tflite/schema.ts', 'src/io/tflite/flatbuffers.ts', 'src/io/tflite/structure.ts', 'src/io/safetensors/store.ts', 'src/io/npy/npy.ts', 'src/io/tfjs/manifest.ts', ...['types', 'header', 'blocks', 'write', 'model', 'fingerprint', 'store', 'summary', 'payload', 'payload-scan', 'payload-open', 'volume', 'undo-journal', 'in-place-core', 'opfs', 'target-payload'].map((f) => `src/io/gguf/${f}.ts`), 'src/io/durable/pending-update.ts', 'src/io/durable/model-id-record.ts'];
 
 test('device-side files import no node builtin, no tfjs and nothing outside the device side', () => {
   const bad: string[] = [];

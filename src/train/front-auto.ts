@@ -64,7 +64,10 @@ export interface AutoTrainResult {
 }
 
 /** What a trained budget's run was given beyond the budget: the rate an earlier budget's tuning chose. */
-type Reused = { lr: number; tune: 'off'; tunedAt: string };
+type Reused = { lr: number; tunedAt: string };
+
+/** The options that train once at a reused rate (none when nothing is reused). */
+const trainedAt = (r: Reused | undefined) => (r ? { lr: r.lr, tune: 'off' as const } : {});
 
 /** A candidate's outcome: a training's result (with what it reused), or a post-hoc diff's. */
 type Made<R> = { kind: 'trained'; result: R; reused?: Reused } | { kind: 'post hoc'; result: ValueDiffReport };
@@ -133,9 +136,9 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
     { how: 'trained', make: async (budget: string) => {
       // A result refused (NoImprovementError: below the base) is no candidate at this budget (searchBudget).
       const reused = tuned;
-      const r = await run({ ...quiet, budget, ...(reused ? { lr: reused.lr, tune: reused.tune } : {}) });
+      const r = await run({ ...quiet, budget, ...trainedAt(reused) });
       const lr = r.tuning?.learningRate;
-      if (reuse && !tuned && lr !== undefined && Number.isFinite(lr)) tuned = { lr, tune: 'off', tunedAt: budget };
+      if (reuse && !tuned && lr !== undefined && Number.isFinite(lr)) tuned = { lr, tunedAt: budget };
       const closeness: PayloadCloseness = teacher ? await measurePayload(measureSpec, r.payload, progress) : accuracyOnly(r, fullAccuracy as number);
       return { result: { kind: 'trained' as const, result: r, ...(reused ? { reused } : {}) }, bytes: r.bytes, closeness, ...(reused ? { detail: `learning rate ${reused.lr} as tuned at ${reused.tunedAt}` } : {}) };
     } },
@@ -160,7 +163,7 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
   }
   if (how === 'trained' || how === 'full') {
     const reused = found?.result.kind === 'trained' ? found.result.reused : undefined;
-    const r = await run({ ...plain, ...(how === 'full' ? { method: 'full' as const, budget: undefined } : { budget: (found as { budget: string }).budget, ...(reused ? { lr: reused.lr, tune: reused.tune } : {}) }) });
+    const r = await run({ ...plain, ...(how === 'full' ? { method: 'full' as const, budget: undefined } : { budget: (found as { budget: string }).budget, ...trainedAt(reused) }) });
     return { ...r, budgetSearch, lines: [...searchLines, ...r.lines] };
   }
   // Post hoc (or the exact payload): written as ndiff diff writes it, its metrics for ndiff report.

@@ -19,7 +19,6 @@ import { applyToGgufFile, recoverGgufFile } from '../../src/io/gguf/in-place.ts'
 import { ggufFixture, perturbGguf } from '../helpers/gguf-pairs.ts';
 import { crashChild } from './bundle.ts';
 
-
 /** One GGUF pair and its payload: the model's old and new bytes. */
 export interface GgufCrashPair {
   v1: Uint8Array;

@@ -25,8 +25,7 @@
  *
  * @module neural-diff/gguf
  */
-import { ModelFormatError, ModelMismatchError, UsageError } from '../../core/errors.ts';
-import { isSignedEnvelope, parseEnvelope } from '../../apply/envelope.ts';
+import { ModelFormatError, UsageError } from '../../core/errors.ts';
 import { getHasher } from '../../core/hasher.ts';
 import type { Hasher } from '../../core/hash-types.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
@@ -38,7 +37,8 @@ import { MODEL_ID_SUFFIX, modelIdRecordText, parseModelIdRecord } from '../durab
 import { readGgufHeader, type GgufSource } from './header.ts';
 import { applyInPlace, recoverInPlace, volumeFileDigest, type InPlaceResult } from './in-place-core.ts';
 import { ggufModelOf, ggufSplitModel, splitPartName, splitPartPath, type GgufModel } from './model.ts';
-import { ggufModelDigest, isGgufPayloadDocument } from './payload.ts';
+import { ggufModelDigest } from './payload.ts';
+import { checkGgufTargetPayload } from './target-payload.ts';
 import type { ModelTarget, PendingUpdateOutcome } from '../../updater/target.ts';
 import { openGgufPayloadFrom, PURE_PAYLOAD_DIGESTS, type GgufPayloadReader, type OpenedGgufPayload } from './payload-open.ts';
 import { GGUF_UNDO_SUFFIX } from './undo-journal.ts';
@@ -439,9 +439,7 @@ export function ggufVolumeTarget(volume: GgufVolume, name: string, lock: <T>(fn:
       return ggufFingerprintIn(volume, name);
     }),
     applyPayload: (bytes, o) => lock(async () => {
-      if (!isGgufPayloadDocument(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
-        throw new ModelMismatchError(`${first} is a GGUF model, and the payload is not a GGUF block payload (format v8): nothing was written; the release holds payloads of another kind of model`, { file: first });
-      }
+      checkGgufTargetPayload(bytes, first);
       const check = o.healthCheck;
       await applyGgufInPlace(volume, name, bytes, {
         trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, sequences: o.sequenceStore, now: o.now,

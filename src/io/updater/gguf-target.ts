@@ -14,11 +14,10 @@
  * to do when none starts from the model held.
  */
 import { stat } from 'node:fs/promises';
-import { ModelFormatError, ModelMismatchError } from '../../core/errors.ts';
-import { isSignedEnvelope, parseEnvelope } from '../../apply/envelope.ts';
+import { ModelFormatError } from '../../core/errors.ts';
 import type { ModelTarget, PendingUpdateOutcome, TargetApplyOptions } from '../../updater/target.ts';
 import { applyToGgufFile, ggufStoredDigest, ggufUpdatePending, recoverGgufFile } from '../gguf/in-place.ts';
-import { isGgufPayloadDocument } from '../gguf/payload.ts';
+import { checkGgufTargetPayload } from '../gguf/target-payload.ts';
 
 /** Refuse a folder, a FIFO or a device where the model file should be (nothing changed). */
 async function refuseNonFile(file: string): Promise<void> {
@@ -51,9 +50,7 @@ export function ggufFileTarget(file: string): ModelTarget {
       return ggufStoredDigest(file);
     },
     async applyPayload(bytes: Uint8Array, o: TargetApplyOptions) {
-      if (!isGgufPayloadDocument(isSignedEnvelope(bytes) ? parseEnvelope(bytes).payload : bytes)) {
-        throw new ModelMismatchError(`${file} is a GGUF model, and the payload is not a GGUF block payload (format v8): nothing was written; the release holds payloads of another kind of model`, { file });
-      }
+      checkGgufTargetPayload(bytes, file);
       const check = o.healthCheck;
       await applyToGgufFile(file, bytes, {
         trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, state: o.sequenceStore, now: o.now,
