@@ -10,7 +10,8 @@
  *   release (test/helpers/chromium.ts);
  * - checks of what the repository builds from its sources with other tools: the API reference
  *   (TypeDoc), the trainer's kernels (clang, also from a copy elsewhere in the in-place run), and
- *   TypeScript's checks of the published types and the README's scripts: {@link onceSkip};
+ *   TypeScript's checks of the repository (test/typecheck.test.ts), of the published types and of
+ *   the README's scripts: {@link onceSkip};
  * - long checks that run in this process alone, never in the checkout, TMPDIR or a child process,
  *   and prove what a Node release cannot change, where other files exercise the same code on every
  *   release: the power-loss harness's sampled crash states (under /dev/shm: the order of an
