@@ -4,8 +4,10 @@
  * last versions to the new one, checked by publish by applying it in place to a copy of its base;
  * then `ndiff update` of a device holding an older version reaches the newest byte for byte,
  * downloading only payloads. Planned as jobs, each job makes its payload and publish refuses one
- * swapped for a payload that reaches another file. Refused, the folder unchanged: a lossy method,
- * another kind of model.
+ * swapped for a payload that reaches another file. On-grid payloads (`--method topk --budget`):
+ * within the budget, a chain's devices taking the next payload from the state they hold, publish
+ * making each again to check it. Refused, the folder unchanged: eval and budget auto (not measured
+ * in a release yet), a budget too small for any payload, a learned method, another kind of model.
  * Versions laid out differently get no payload, and the add says devices have no update path.
  */
 import { test, describe, before, after } from 'node:test';
@@ -138,7 +140,75 @@ describe('ndiff release add of .gguf models', () => {
     assert.deepEqual(m.payloads.map((p) => [p.fromVersion, p.toVersion, p.exact, p.target]), [[1, 2, true, await ggufBytesDigest(v2)]]);
   });
 
-  test('refused, the folder untouched: a lossy method, and a model of another kind', async () => {
+  test('on-grid payloads (--method topk --budget 5%): each within the budget, devices on a chain take the next one from the state they hold, and publish makes each again to check it', async () => {
+    const v1 = ggufFixture('tiny-llama-q8_0.gguf');
+    const v2 = perturbGguf(v1, { blockShare: 0.3, seed: 41 });
+    const v3 = perturbGguf(v2, { blockShare: 0.3, seed: 43 });
+    const site = join(work, 'site', 'ongrid');
+    let r = await ndiff('release', 'add', '--release', site, '--model', await file('g1', 'model.gguf', v1), '--model-id', 'g', '--key', priv);
+    assert.equal(r.code, 0, r.err);
+    r = await ndiff('release', 'add', '--release', site, '--model', await file('g2', 'model.gguf', v2), '--method', 'topk', '--budget', '5%', '--key', priv);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /payload v2-from-v1 is on-grid \(within 5%\): .*each changed block is version 1's or version 2's.*ndiff diff --base OLD\.gguf --target NEW\.gguf --budget 5% --eval TEXT/);
+    const digests = await Promise.all([v1, v2, v3].map((v) => ggufBytesDigest(v)));
+    let m = await manifestOf(site);
+    assert.equal(m.payloads.length, 1);
+    const first = m.payloads[0];
+    assert.deepEqual([first.method, first.exact, first.base], ['ongrid', false, digests[0]]);
+    const { parseEnvelope } = await import('../src/apply/envelope.ts');
+    const unsigned = async (p: { file: string }) => parseEnvelope(new Uint8Array(await readFile(join(site, p.file)))).payload.length;
+    assert.ok(await unsigned(first) <= Math.floor(v2.length * 0.05), `${await unsigned(first)} bytes (unsigned) within 5% of ${v2.length}`);
+    assert.notEqual(first.target, digests[1], 'the on-grid payload reaches a state of version 2, not version 2');
+    // Version 3, planned: a job from each version and one from the state the chain's devices hold.
+    r = await ndiff('release', 'add', '--release', site, '--model', await file('g3', 'model.gguf', v3), '--method', 'topk', '--budget', '5%', '--plan', '-q');
+    assert.equal(r.code, 0, r.err);
+    const ids = r.out.split('\n').map((l) => (JSON.parse(l) as { id: string }).id).sort();
+    assert.deepEqual(ids, ['v3-from-v1', 'v3-from-v2', `v3-from-v2-${first.target.slice(0, 8)}`]);
+    for (const id of ids) {
+      r = await ndiff('release', 'job', '--release', site, '--id', id);
+      assert.equal(r.code, 0, r.err);
+    }
+    // A job's result swapped for the on-grid payload of another budget: publish makes it again and refuses it.
+    const chained = `v3-from-v2-${first.target.slice(0, 8)}`;
+    const payloadFile = join(site, 'jobs', `${chained}.ndiff`);
+    const resultFile = join(site, 'jobs', `${chained}.json`);
+    const honest = [await readFile(payloadFile), await readFile(resultFile, 'utf8')] as const;
+    const { ongridGgufDiff } = await import('../src/gguf-diff/encoder.ts');
+    const { bytesSource } = await import('../src/io/gguf/header.ts');
+    const { ggufModelOf } = await import('../src/io/gguf/model.ts');
+    const { getHasher } = await import('../src/core/hasher.ts');
+    const { sha256Of } = await import('../src/release/blobs.ts');
+    const device = await file('g-device', 'model.gguf', v1);
+    r = await ndiff('apply', '--model', device, '--patch', join(site, first.file), '--public-key', pub);
+    assert.equal(r.code, 0, r.err);
+    const state = new Uint8Array(await readFile(device));
+    assert.equal(await ggufBytesDigest(state), first.target, 'ndiff apply of the signed payload reaches the state the manifest names');
+    const other = ongridGgufDiff(await getHasher(), ggufModelOf(bytesSource(state)), ggufModelOf(bytesSource(v3)), Math.floor(v3.length * 0.03), { modelId: 'g', sequence: 3, createdBy: 'test' });
+    const claimed = JSON.parse(honest[1]) as { payload: { length: number; sha256: string; target: string } };
+    Object.assign(claimed.payload, { length: other.payload.length, sha256: sha256Of(other.payload), target: other.targetFingerprint });
+    await writeFile(payloadFile, other.payload);
+    await writeFile(resultFile, JSON.stringify(claimed));
+    r = await ndiff('release', 'publish', '--release', site, '--key', priv);
+    assert.notEqual(r.code, 0, 'an on-grid payload publish does not make again is not signed');
+    assert.match(r.err, /not the on-grid payload of budget 5%/);
+    await writeFile(payloadFile, honest[0]);
+    await writeFile(resultFile, honest[1]);
+    r = await ndiff('release', 'publish', '--release', site, '--key', priv);
+    assert.equal(r.code, 0, r.err);
+    m = await manifestOf(site);
+    const fromState = m.payloads.find((p) => p.base === first.target) as (typeof m.payloads)[number];
+    assert.ok(fromState, 'a payload from the state devices on the chain hold');
+    assert.deepEqual([fromState.fromVersion, fromState.toVersion, fromState.method], [2, 3, 'ongrid']);
+    assert.ok(await unsigned(fromState) <= Math.floor(v3.length * 0.05));
+    // The device on the state takes that payload (the updater finds it by the file's digest) and ends where it says.
+    const before = server.log.length;
+    r = await ndiff('update', '--model', device, '--from', `${server.url}ongrid/`, '--public-key', pub, '--model-id', 'g');
+    assert.equal(r.code, 0, r.err);
+    assert.equal(await ggufBytesDigest(new Uint8Array(await readFile(device))), fromState.target);
+    assert.deepEqual(server.log.slice(before).map((q) => q.path), ['/ongrid/manifest.json', `/ongrid/${fromState.file}`]);
+  });
+
+  test('refused, the folder untouched: eval and budget auto, a budget no payload fits, a learned method, a model of another kind', async () => {
     const v1 = ggufFixture('tiny-llama-q4_0.gguf');
     const site = join(work, 'site', 'refusals');
     let r = await ndiff('release', 'add', '--release', site, '--model', await file('r1', 'model.gguf', v1), '--model-id', 'r', '--key', priv);
@@ -146,13 +216,15 @@ describe('ndiff release add of .gguf models', () => {
     const snapshot = async () => JSON.stringify([await readFile(join(site, 'release.json'), 'utf8'), await readFile(join(site, 'manifest.json'), 'utf8'), (await readdir(join(site, 'blobs'))).sort()]);
     const before = await snapshot();
     const v2 = await file('r2', 'model.gguf', perturbGguf(v1, { blockShare: 0.2, seed: 3 }));
-    r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '5%', '--key', priv);
+    r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '5%', '--eval', join(work, 'r2'), '--key', priv);
     assert.equal(r.code, 2, r.err);
-    assert.match(r.err, /exact block payloads only/);
-    assert.match(r.err, /ndiff diff --base OLD\.gguf --target NEW\.gguf --budget/);
+    assert.match(r.err, /--eval in a release .*a GGUF release does not do yet: .*ndiff diff --base OLD\.gguf --target NEW\.gguf --budget B --eval TEXT/);
     r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', 'auto', '--min-agreement', '0.9', '--eval', join(work, 'r2'), '--key', priv);
     assert.equal(r.code, 2, r.err);
-    assert.match(r.err, /exact block payloads only .*found method topk/);
+    assert.match(r.err, /--budget auto in a release .*--budget auto --min-agreement 0\.98 --eval TEXT/);
+    r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '10', '--key', priv);
+    assert.equal(r.code, 6, r.err);
+    assert.match(r.err, /cannot hold an on-grid GGUF payload/);
     r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'sparse', '--budget', '5%', '--train', join(work, 'r2'), '--eval', join(work, 'r2'), '--plan');
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, /found method sparse/);

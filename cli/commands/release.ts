@@ -213,7 +213,7 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('key', { type: 'string', describe: 'Ed25519 private key (not with --plan)' })
       .option('history', { type: 'number', describe: 'payloads from the last K versions (default 3)' })
       // Not as choices: the list of learned methods would take lines of the screen-sized help (add checks it, naming each).
-      .option('method', { type: 'string', default: 'exact', describe: `exact, topk within --budget, or ${LEARNED_METHODS.slice(0, 2).join(', ')}... learned (--plan)` })
+      .option('method', { type: 'string', default: 'exact', describe: `exact, topk within --budget (for .gguf: the on-grid payload), or ${LEARNED_METHODS.slice(0, 2).join(', ')}... learned (--plan)` })
       .option('budget', { type: 'string', describe: 'topk, learned: bytes per payload (1%, 40KB, bytes); topk: auto' })
       .option('min-agreement', { type: 'number', describe: 'budget auto: least top-1 agreement with --model on --eval' })
       .option('budget-grid', { type: 'string', describe: 'budget auto: budgets tried (default 0.5%,1%,2%,5%,10%,20%)' })

@@ -79,6 +79,9 @@ export function lossyText(job: ReleaseJob, result: RunJobResult): string {
     const close = c.metric === 'top1' && c.agreement !== null ? `top-1 agreement ${(100 * c.agreement).toFixed(2)}%` : `mean |output − teacher| ${c.meanAbsDiff.toPrecision(3)}`;
     return `payload ${job.id} is lossy (learned within ${job.policy.budget}): it reaches ${result.payload?.target}, not version ${job.toVersion}; on the plan's ${c.examples} eval inputs base + payload has ${close} with the teacher (publish measures it again before signing)`;
   }
+  if (result.payload?.method === 'ongrid') {
+    return `payload ${job.id} is on-grid (within ${job.policy.budget}): devices that take it hold a valid GGUF file in which each changed block is ${job.via ? 'the state\'s' : `version ${job.fromVersion}'s`} or version ${job.toVersion}'s (${result.payload.target}, not version ${job.toVersion} byte for byte). Measure that budget through llama.cpp before devices get it: ndiff diff --base OLD.gguf --target NEW.gguf --budget ${job.policy.budget} --eval TEXT (a payload no closer to the version than not updating is refused there)`;
+  }
   const share = result.carried !== undefined ? `it carries ${(100 * result.carried).toFixed(1)}% of the weight change from version ${job.fromVersion} to ${job.toVersion} (by squared size)` : `it reaches ${result.payload?.target}, not version ${job.toVersion}`;
   return `payload ${job.id} is lossy (top-k within ${job.policy.budget}): ${share}; devices that take it hold a model near version ${job.toVersion}, not version ${job.toVersion}, and for a retrained version, whose weights all moved a little, its outputs can be far from version ${job.toVersion}'s`;
 }

@@ -15,7 +15,7 @@ import { checkChoices, OUTPUT_KINDS } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import { addVersion, type DriftCheck, type LossyJobPayload } from '../release/add.ts';
 import { sha256Of } from '../release/blobs.ts';
-import { ggufExactOnly, isGgufModelPath } from '../release/gguf.ts';
+import { ggufMethodRefused, isGgufModelPath } from '../release/gguf.ts';
 import { exportJob } from '../release/jobs.ts';
 import { LEARNED_METHODS, type LearnedMethod } from '../release/learned.ts';
 import { materializeVersion } from '../release/package.ts';
@@ -55,7 +55,9 @@ export interface ReleaseAddOptions extends Pick<QualityTargetOptions, 'minAgreem
   /** Payloads from the last K versions (default 3; the record keeps it once set). */
   history?: number;
   /**
-   * `exact` (default): every change; `topk`: the largest changes within `budget`; a method of
+   * `exact` (default): every change; `topk`: the largest changes within `budget` (for a `.gguf`
+   * model the on-grid payload: the changed blocks that count most, each the base's or the
+   * version's; `eval` and budget `auto` are refused for one); a method of
    * `ndiff train` (`sparse`, `lowbit`, `auto`...): a payload learned toward the new version (or
    * `teacher`) within `budget`, trained by each job (with `plan`, `train` and `eval`).
    */
@@ -197,7 +199,8 @@ function checkLearnedAdd(o: ReleaseAddOptions, budgetGiven: boolean): void {
  */
 async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
   const method = o.method ?? 'exact';
-  if (isGgufModelPath(o.model) && method !== 'exact') throw ggufExactOnly(method);
+  if (isGgufModelPath(o.model) && method !== 'exact' && method !== 'topk') throw ggufMethodRefused(method);
+  if (isGgufModelPath(o.model) && (o.eval !== undefined || o.budget === 'auto')) throw new UsageError(`${o.budget === 'auto' ? 'budget auto (--budget auto)' : 'eval (--eval)'} in a release measures payloads by running the model on inputs, which a GGUF release does not do yet: size and measure the on-grid payload through llama.cpp with ndiff diff --base OLD.gguf --target NEW.gguf ${o.budget === 'auto' ? '--budget auto --min-agreement 0.98' : '--budget B'} --eval TEXT (docs/guides/llm.md), then release with that budget (--method topk --budget B)`, { model: o.model });
   const auto = checkAdd(o);
   const progress = o.onProgress ?? NO_PROGRESS;
   const grid = auto ? await gridOfModel(o.model, auto.grid) : undefined;
@@ -229,7 +232,7 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
       return Number.isNaN(m.patched.agreement) ? undefined : m.patched.agreement;
     } } } : {}),
     beforePublish: async (lossy) => {
-      for (const l of lossy) warnings.push(`${lossyText(l.job, l.result)}${o.eval ? '' : '. Measure it on inputs before devices get it: add with eval (--eval INPUTS) (a payload that takes the model further from the version than not updating is then refused; a chain that drifts below keyframeBelow (--keyframe-below) gets an exact payload)'}`);
+      for (const l of lossy) warnings.push(`${lossyText(l.job, l.result)}${o.eval || l.result.payload?.method === 'ongrid' ? '' : '. Measure it on inputs before devices get it: add with eval (--eval INPUTS) (a payload that takes the model further from the version than not updating is then refused; a chain that drifts below keyframeBelow (--keyframe-below) gets an exact payload)'}`);
       if (o.eval !== undefined) await measureLossy(o.release, lossy, measure, (job, closeness) => o.onMeasured?.({ job, closeness, keyframeBelow: threshold, ...(auto && grid ? { budgetAuto: { target: auto.target, grid } } : {}) }), progress);
     },
     ...(o.modelId !== undefined ? { modelId: o.modelId } : {}),

@@ -10,7 +10,7 @@ import { parseBudget } from '../diff/budget.ts';
 import { errCode, makeDirs, readRegularFile, writeFileAtomically } from '../io/durable/durable.ts';
 import { BLOBS } from './blobs.ts';
 import { lockRelease, releaseSubdir } from './folder.ts';
-import { ggufExactOnly } from './gguf.ts';
+import { ggufMethodRefused } from './gguf.ts';
 import { modelKindOf, storePackage } from './package.ts';
 import { jobFiles, planJobs, runJob, type RunJobResult } from './jobs.ts';
 import { dropPlanInputs, publishRelease, type PublishResult } from './publish.ts';
@@ -149,7 +149,7 @@ export async function addVersion(releaseDir: string, modelPath: string, options:
 /** The add's policy; a learned one with its inputs stored as blobs (removed again by a failed add). */
 async function policyOf(releaseDir: string, options: AddVersionOptions, kind: ReleaseRecord['modelKind']): Promise<EdgePolicy> {
   const policy = options.policy ?? { method: 'exact' };
-  if (kind === 'gguf' && policy.method !== 'exact') throw ggufExactOnly(policy.method === 'learned' ? options.learned?.method ?? policy.method : policy.method);
+  if (kind === 'gguf' && policy.method === 'learned') throw ggufMethodRefused(options.learned?.method ?? policy.method);
   if (policy.method !== 'learned') return policy;
   if (!options.planOnly) throw new UsageError('learned payloads are trained by jobs: add with plan (--plan), then run the plan on a job queue (ndiff release run) or each job (ndiff release job)');
   const l = options.learned;

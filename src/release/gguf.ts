@@ -4,11 +4,16 @@
  * part's path), stored as blobs a slice at a time, so a model of gigabytes is never held in
  * memory; its fingerprint is the stored-bytes digest GGUF payloads name their base and target by
  * (docs/format/gguf.md, 18.4). A job's payload is the exact block payload (format v8,
- * `diffGgufModels`) between two versions of one layout, read from the blobs in place; publish
- * checks one by applying it in place to a copy of the job's base, as a device does, and reading
- * the digest the copy reaches. Versions laid out differently get no payload: devices holding the
- * older one are told there is no update path (a GGUF model is never installed whole by the
- * updater), and the add says so.
+ * `diffGgufModels`) between two versions of one layout, read from the blobs in place, or with
+ * method topk and a budget the on-grid payload (`ongridGgufDiff`: the changed blocks that count
+ * most within the budget, each block the base's or the version's, so every device reaches the
+ * same file, a state of the version). A job from such a state starts from that file, rebuilt by
+ * applying its chain's payloads in place to a copy of the version the chain starts from, as the
+ * devices on it did. Publish checks an exact payload by applying it in place to a copy of the
+ * job's base, as a device does, and reading the digest the copy reaches; an on-grid one by making
+ * it again (the encoder is deterministic) and comparing the bytes. Versions laid out differently
+ * get no payload: devices holding the older one are told there is no update path (a GGUF model
+ * is never installed whole by the updater), and the add says so.
  */
 import { copyFile, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,21 +21,23 @@ import * as path from 'node:path';
 import { ModelFormatError, ModelMismatchError, UsageError } from '../core/errors.ts';
 import { getHasher } from '../core/hasher.ts';
 import { CREATED_BY } from '../diff/build.ts';
+import { parseBudget } from '../diff/budget.ts';
+import { ongridGgufDiff } from '../gguf-diff/encoder.ts';
 import { diffGgufModels } from '../io/gguf/diff.ts';
 import { openGgufModel } from '../io/gguf/files.ts';
 import { applyToGgufFile, ggufModelFiles, ggufPartsDigest } from '../io/gguf/in-place.ts';
 import type { PackageFile } from '../updater/manifest.ts';
 import { blobProblem, writeBlobFromFile } from './blobs.ts';
-import { recordVersion, type ReleaseJob, type ReleaseRecord } from './record.ts';
+import { lossyChain, recordVersion, type EdgePolicy, type ReleaseJob, type ReleaseRecord } from './record.ts';
 
 /** Whether `modelPath` names a GGUF model (a `.gguf` file, or a part of a split one). */
 export function isGgufModelPath(modelPath: string): boolean {
   return /\.gguf$/i.test(modelPath);
 }
 
-/** The refusal of a method other than exact for a GGUF release (`found`: the method asked for). */
-export function ggufExactOnly(found: string): UsageError {
-  return new UsageError(`a release of a GGUF model carries exact block payloads only (the device patches the changed blocks in place and reaches the new file byte for byte); found method ${found}: leave --method out (exact is the default). For a smaller, lossy on-grid payload, make it with \`ndiff diff --base OLD.gguf --target NEW.gguf --budget 10%\` and measure it with --eval (docs/guides/llm.md)`, { expected: 'exact', found });
+/** The refusal of a method a GGUF release does not take (`found`: the method asked for). */
+export function ggufMethodRefused(found: string): UsageError {
+  return new UsageError(`a release of a GGUF model carries block payloads (the device patches the changed blocks in place): exact (the default: the new file byte for byte), or topk with a budget (--method topk --budget 10%: the on-grid payload, the changed blocks that count most within the budget); found method ${found}, which trains weights: a GGUF release does not train. Leave --method out, or give --method topk --budget B`, { expected: ['exact', 'topk'], found });
 }
 
 /** Store the GGUF model at `modelPath` (every part of a split model) as blobs; its files and stored-bytes digest. */
@@ -74,12 +81,45 @@ async function layOut(releaseDir: string, files: readonly PackageFile[], how: 'l
   return { file: path.join(dir, files[0].path), dispose: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** The exact block payload of a GGUF job, or why there is none (versions laid out differently). */
-export async function buildGgufJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob): Promise<{ bytes: Uint8Array; method: 'exact'; skip?: string }> {
-  if (job.via) throw new UsageError(`job ${job.id} starts from a state a lossy payload reached: GGUF releases carry exact payloads only`);
+/**
+ * The files a job starts from, as its devices hold them: its version's, linked (`how` link, read
+ * only) or copied; for a state a lossy chain reached, the version the chain starts from, copied,
+ * with the chain's payloads applied in place as the devices on it applied them. Checked against
+ * the job's base fingerprint (a folder whose blobs were edited is refused).
+ */
+async function layOutJobBase(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, how: 'link' | 'copy'): Promise<{ file: string; dispose(): Promise<void> }> {
+  if (!job.via) return layOut(releaseDir, recordVersion(record, job.fromVersion).files, how);
+  const chain = lossyChain(record, job.via);
+  const state = await layOut(releaseDir, recordVersion(record, chain[0].fromVersion).files, 'copy');
+  try {
+    const hasher = await getHasher();
+    for (const p of chain) {
+      const problem = await blobProblem(releaseDir, p);
+      if (problem) throw new ModelFormatError(`release folder ${releaseDir}: payload ${p.file} is ${problem}: the folder was damaged or edited; restore it from a copy`, { file: p.file });
+      await applyToGgufFile(state.file, path.resolve(releaseDir, p.file), { expectedModelId: record.modelId, state: null, hasher });
+    }
+    const found = await ggufPartsDigest(ggufModelFiles(state.file), hasher);
+    if (found !== job.base) throw new ModelFormatError(`release folder ${releaseDir}: the state job ${job.id} starts from reads as ${found}, the record says ${job.base}: the folder was damaged or edited; restore it from a copy`);
+  } catch (e) {
+    await state.dispose();
+    throw e;
+  }
+  return state;
+}
+
+/** What a GGUF job's payload is: `exact` (reaches the version byte for byte) or `ongrid` (a state of it, within the budget). */
+export type GgufJobMethod = 'exact' | 'ongrid';
+
+/**
+ * The payload of a GGUF job by `policy`: the exact block payload, or with topk and a budget the
+ * on-grid payload within it (the exact one when every change fits); or why there is none
+ * (versions laid out differently). The budget's percentage is of the version's file (every part).
+ */
+export async function buildGgufJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, policy: EdgePolicy = job.policy): Promise<{ bytes: Uint8Array; method: GgufJobMethod; skip?: string }> {
+  if (policy.method === 'learned') throw ggufMethodRefused(policy.learned?.method ?? policy.method);
   const from = recordVersion(record, job.fromVersion);
   const to = recordVersion(record, job.toVersion);
-  const baseFiles = await layOut(releaseDir, from.files, 'link');
+  const baseFiles = await layOutJobBase(releaseDir, record, job, 'link');
   try {
     const targetFiles = await layOut(releaseDir, to.files, 'link');
     try {
@@ -87,17 +127,22 @@ export async function buildGgufJobPayload(releaseDir: string, record: ReleaseRec
       try {
         const target = openGgufModel(targetFiles.file);
         try {
-          const r = diffGgufModels(await getHasher(), base.model, target.model, { modelId: record.modelId, sequence: to.version, createdBy: CREATED_BY });
-          if (r.baseFingerprint !== job.base || r.targetFingerprint !== to.fingerprint) {
-            throw new ModelFormatError(`release folder ${releaseDir}: versions ${from.version} and ${to.version} read as ${r.baseFingerprint} and ${r.targetFingerprint}, recorded as ${job.base} and ${to.fingerprint}: the folder was damaged or edited; restore it from a copy`);
+          const hasher = await getHasher();
+          const o = { modelId: record.modelId, sequence: to.version, createdBy: CREATED_BY };
+          const lossy = policy.method === 'topk' && policy.budget !== undefined;
+          const r = lossy
+            ? ongridGgufDiff(hasher, base.model, target.model, parseBudget(policy.budget as string, target.model.parts.reduce((n, p) => n + p.header.fileSize, 0)), o)
+            : diffGgufModels(hasher, base.model, target.model, o);
+          if (r.baseFingerprint !== job.base || (!lossy && r.targetFingerprint !== to.fingerprint)) {
+            throw new ModelFormatError(`release folder ${releaseDir}: job ${job.id}'s base and version ${to.version} read as ${r.baseFingerprint} and ${r.targetFingerprint}, recorded as ${job.base} and ${to.fingerprint}: the folder was damaged or edited; restore it from a copy`);
           }
-          return { bytes: r.payload, method: 'exact' };
+          return { bytes: r.payload, method: r.targetFingerprint === to.fingerprint ? 'exact' : 'ongrid' };
         } finally {
           target.close();
         }
       } catch (e) {
         if (!(e instanceof ModelMismatchError)) throw e;
-        return { bytes: new Uint8Array(0), method: 'exact', skip: `versions ${from.version} and ${to.version} are laid out differently (${(e.details as { difference?: string }).difference ?? e.message}): a GGUF payload rewrites blocks in place, so devices holding version ${from.version} have no update path to version ${to.version} (the updater never installs a GGUF model whole)` };
+        return { bytes: new Uint8Array(0), method: 'exact', skip: `versions ${from.version} and ${to.version} are laid out differently (${(e.details as { difference?: string }).difference ?? e.message}): a GGUF payload rewrites blocks in place, so devices holding version ${from.version}${job.via ? ' (a state a lossy chain reached)' : ''} have no update path to version ${to.version} (the updater never installs a GGUF model whole)` };
       } finally {
         base.close();
       }
@@ -110,12 +155,12 @@ export async function buildGgufJobPayload(releaseDir: string, record: ReleaseRec
 }
 
 /**
- * Apply a GGUF job's payload in place to a copy of the job's base, as a device does; the
- * stored-bytes digest the copy reaches. Throws when the payload does not apply or does not reach
- * the target its header names.
+ * Apply a GGUF job's payload in place to a copy of the job's base (for a state, its file
+ * rebuilt), as a device does; the stored-bytes digest the copy reaches. Throws when the payload
+ * does not apply or does not reach the target its header names.
  */
 export async function applyGgufJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, bytes: Uint8Array): Promise<string> {
-  const copy = await layOut(releaseDir, recordVersion(record, job.fromVersion).files, 'copy');
+  const copy = await layOutJobBase(releaseDir, record, job, 'copy');
   try {
     const hasher = await getHasher();
     const r = await applyToGgufFile(copy.file, bytes, { expectedModelId: record.modelId, state: null, hasher });

@@ -106,7 +106,7 @@ export interface RunJobResult extends JobResult {
  * without trusting it (other top-k payloads are checked in one pass: src/release/topk-check.ts).
  */
 async function buildJobPayload(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, policy: EdgePolicy, onProgress: (line: string) => void): Promise<{ bytes: Uint8Array; method: string; carried?: number; skip?: string }> {
-  if (record.modelKind === 'gguf') return buildGgufJobPayload(releaseDir, record, job);
+  if (record.modelKind === 'gguf') return buildGgufJobPayload(releaseDir, record, job, policy);
   const to = recordVersion(record, job.toVersion);
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   const target = await openState(releaseDir, record, to.version, to.fingerprint).catch(async (e) => {
@@ -204,7 +204,7 @@ async function keepJobResult(releaseDir: string, job: ReleaseJob, to: ReturnType
  * @returns the paths to pass as the base and the teacher.
  */
 export async function exportJob(releaseDir: string, record: ReleaseRecord, job: ReleaseJob, outDir: string): Promise<{ base: string; target: string }> {
-  if (record.modelKind === 'gguf') throw new UsageError(`job ${job.id} is a GGUF job: its payload is the exact block payload, made by the job itself (ndiff release job --id ${job.id}); nothing is learned for a GGUF release`);
+  if (record.modelKind === 'gguf') throw new UsageError(`job ${job.id} is a GGUF job: its payload is a block payload (exact, or on-grid within the plan's budget), made by the job itself (ndiff release job --id ${job.id}); nothing is learned for a GGUF release`);
   if (job.via && job.policy.method === 'exact') throw new UsageError(`job ${job.id} starts from a state a lossy payload reached and ends its chain: its payload is exact (so that the chain ends at version ${job.toVersion} exactly), so there is nothing to learn; run it as it is (ndiff release job --id ${job.id})`);
   const out = { base: '', target: '' };
   for (const [side, version, fingerprint, via] of [['base', job.fromVersion, job.base, job.via], ['target', job.toVersion, recordVersion(record, job.toVersion).fingerprint, undefined]] as const) {
@@ -238,8 +238,8 @@ export async function adoptJobPayload(releaseDir: string, record: ReleaseRecord,
   if (header.sequence !== to.version) throw new UsageError(`the payload given for job ${job.id} has sequence ${header.sequence}, version ${to.version} needs sequence ${to.version}: ${fix}`);
   if (record.modelKind === 'gguf') {
     // Throws when the payload does not reach the target its header names.
-    await applyGgufJobPayload(releaseDir, record, job, bytes);
-    return keepJobResult(releaseDir, job, to, bytes, 'exact', onProgress);
+    const reached = await applyGgufJobPayload(releaseDir, record, job, bytes);
+    return keepJobResult(releaseDir, job, to, bytes, reached === to.fingerprint ? 'exact' : 'ongrid', onProgress);
   }
   const base = await openState(releaseDir, record, job.fromVersion, job.base, job.via);
   try {
@@ -298,9 +298,19 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
   // A payload to rebuild is checked by its bytes alone: the same bytes as publish's own build
   // apply as that build does, so applying them as well only repeated work.
   if (!rebuildable) await applies();
-  if (record.modelKind === 'gguf' && !exact) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}): a GGUF release carries exact payloads only`, { found: header.targetFingerprint, expected: to.fingerprint });
   let method = header.method as string;
-  if (!exact) {
+  if (record.modelKind === 'gguf' && !exact && accepted.some((a) => sha256.startsWith(a))) {
+    // The key holder vouched for these bytes (an on-grid payload made with ndiff diff --calibrate, say).
+    method = 'ongrid';
+  } else if (record.modelKind === 'gguf' && !exact) {
+    // An on-grid payload is the encoder's, which is deterministic: made again here by the policy
+    // the result names (the plan's, or the edge's `release job --method topk --budget B`), the
+    // bytes must be the same.
+    if (policy?.method !== 'topk' || policy.budget === undefined) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}), and its result names no on-grid budget (method topk and a budget) to make it again by`, { found: header.targetFingerprint, expected: to.fingerprint });
+    const rebuilt = await buildGgufJobPayload(releaseDir, record, job, policy);
+    if (sha256Of(rebuilt.bytes) !== sha256) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}), and is not the on-grid payload of budget ${policy.budget} (publish made it again: ${rebuilt.bytes.length} bytes, another SHA-256)`, { found: header.targetFingerprint, expected: to.fingerprint });
+    method = 'ongrid';
+  } else if (!exact) {
     if (accepted.some((a) => sha256.startsWith(a))) {
       // The key holder vouched for these bytes.
     } else if (job.policy.method === 'learned') {
