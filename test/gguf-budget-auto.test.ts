@@ -4,7 +4,8 @@
  * smallest grid budget whose patched model agrees with v2 on at least A of the held-out text's
  * next tokens, the same bytes as that budget alone; a target nothing meets writes the exact
  * payload, said so; a payload no closer to v2 than v1 is refused (exit 10) and nothing written; a
- * target that is no agreement is refused before any work.
+ * target that is no agreement is refused before any work. A release (`release add --method topk
+ * --budget auto --eval TEXT`) signs the payload the same search chooses.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,6 +33,8 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const common = ['--base', v1, '--target', v2, '--model-id', 'tiny', '--eval', text];
+/** Set by the first test: an agreement between the 20% and the 50% payloads' on this pair. */
+let between: number | undefined;
 const json = (out: string) => JSON.parse(out) as { bytes: number; method: string; llamaEval?: { positions: number; patched: { agreement: number }; base: { agreement: number }; movesAway: boolean }; budgetSearch?: { chosen: string; fallback: boolean; tried: { budget: string; figure?: number; meets: boolean }[] } };
 
 test('budget auto: the smallest grid budget meeting the agreement, byte for byte that budget alone; nothing meets: the exact payload, said so', { skip: llamaSkip }, async () => {
@@ -55,7 +58,7 @@ test('budget auto: the smallest grid budget meeting the agreement, byte for byte
   const md = readFileSync(join(dir, 'report', 'report.md'), 'utf8');
   for (const x of [small, large]) assert.ok(md.includes((100 * x.figure).toFixed(2)), `report.md shows ${(100 * x.figure).toFixed(2)}% agreement`);
   assert.ok(md.includes((100 * small.base).toFixed(2)), 'and the unpatched base\'s');
-  const between = (small.figure + large.figure) / 2;
+  between = (small.figure + large.figure) / 2;
 
   const out = join(dir, 'auto.ndiff');
   const r = await runNdiff('diff', ...common, '--budget', 'auto', '--min-agreement', String(between), '--budget-grid', '20%,50%', '--out', out, '--json');
@@ -78,6 +81,26 @@ test('budget auto: the smallest grid budget meeting the agreement, byte for byte
   assert.ok(progress.some((l) => /nothing below the exact payload's [\d.]+ KB met .*: the exact payload \(--budget all\) written/.test(l)), progress.join('\n'));
   const exact = await diff({ base: v1, target: v2, modelId: 'tiny', budget: 'all' });
   assert.ok(Buffer.from(none.payload).equals(Buffer.from(exact.payload)), 'the exact payload --budget all writes');
+});
+
+test('a release sizes its on-grid payloads the same way: release add --method topk --budget auto --eval TEXT signs the payload ndiff diff --budget auto chooses', { skip: llamaSkip }, async () => {
+  assert.ok(between !== undefined, 'the first test found the two budgets\' agreements');
+  const site = join(dir, 'site');
+  assert.equal((await runNdiff('keygen', '--out', join(dir, 'release'))).code, 0);
+  const key = join(dir, 'release.private.pem');
+  let r = await runNdiff('release', 'add', '--release', site, '--model', v1, '--model-id', 'tiny', '--key', key);
+  assert.equal(r.code, 0, r.err);
+  r = await runNdiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', 'auto', '--min-agreement', String(between), '--budget-grid', '20%,50%', '--eval', text, '--key', key);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /v2-from-v1: through llama\.cpp on \d+ positions .*version 1 \+ payload agrees with the target on/);
+  const manifest = (JSON.parse(readFileSync(join(site, 'manifest.json'), 'utf8')) as { signed: { payloads: { file: string; method: string; exact: boolean }[] } }).signed;
+  assert.equal(manifest.payloads.length, 1);
+  assert.deepEqual([manifest.payloads[0].method, manifest.payloads[0].exact], ['ongrid', false]);
+  const { parseEnvelope } = await import('../src/apply/envelope.ts');
+  const shipped = Buffer.from(parseEnvelope(readFileSync(join(site, manifest.payloads[0].file))).payload);
+  const chosen = await diff({ base: v1, target: v2, modelId: 'tiny', sequence: 2, budget: '50%' });
+  assert.ok(!chosen.structural);
+  assert.ok(shipped.equals(Buffer.from(chosen.payload)), 'the 50% on-grid payload, byte for byte (20% measured below the target)');
 });
 
 test('--eval: a payload no closer to v2 than v1 is refused, exit 10, nothing written; allowWorse writes it', { skip: llamaSkip }, async () => {

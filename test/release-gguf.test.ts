@@ -6,8 +6,9 @@
  * downloading only payloads. Planned as jobs, each job makes its payload and publish refuses one
  * swapped for a payload that reaches another file. On-grid payloads (`--method topk --budget`):
  * within the budget, a chain's devices taking the next payload from the state they hold, publish
- * making each again to check it. Refused, the folder unchanged: eval and budget auto (not measured
- * in a release yet), a budget too small for any payload, a learned method, another kind of model.
+ * making each again to check it (measured through llama.cpp in test/gguf-budget-auto.test.ts).
+ * Refused, the folder unchanged: an ONNX model's eval options, a budget too small for any payload,
+ * a learned method, another kind of model.
  * Versions laid out differently get no payload, and the add says devices have no update path.
  */
 import { test, describe, before, after } from 'node:test';
@@ -149,7 +150,7 @@ describe('ndiff release add of .gguf models', () => {
     assert.equal(r.code, 0, r.err);
     r = await ndiff('release', 'add', '--release', site, '--model', await file('g2', 'model.gguf', v2), '--method', 'topk', '--budget', '5%', '--key', priv);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.err, /payload v2-from-v1 is on-grid \(within 5%\): .*each changed block is version 1's or version 2's.*ndiff diff --base OLD\.gguf --target NEW\.gguf --budget 5% --eval TEXT/);
+    assert.match(r.err, /payload v2-from-v1 is on-grid \(within 5%\): .*each changed block is version 1's or version 2's.*held-out text through llama\.cpp .*--eval TEXT/);
     const digests = await Promise.all([v1, v2, v3].map((v) => ggufBytesDigest(v)));
     let m = await manifestOf(site);
     assert.equal(m.payloads.length, 1);
@@ -208,7 +209,7 @@ describe('ndiff release add of .gguf models', () => {
     assert.deepEqual(server.log.slice(before).map((q) => q.path), ['/ongrid/manifest.json', `/ongrid/${fromState.file}`]);
   });
 
-  test('refused, the folder untouched: eval and budget auto, a budget no payload fits, a learned method, a model of another kind', async () => {
+  test('refused, the folder untouched: an ONNX model\'s eval options, a budget no payload fits, a learned method, a model of another kind', async () => {
     const v1 = ggufFixture('tiny-llama-q4_0.gguf');
     const site = join(work, 'site', 'refusals');
     let r = await ndiff('release', 'add', '--release', site, '--model', await file('r1', 'model.gguf', v1), '--model-id', 'r', '--key', priv);
@@ -216,12 +217,9 @@ describe('ndiff release add of .gguf models', () => {
     const snapshot = async () => JSON.stringify([await readFile(join(site, 'release.json'), 'utf8'), await readFile(join(site, 'manifest.json'), 'utf8'), (await readdir(join(site, 'blobs'))).sort()]);
     const before = await snapshot();
     const v2 = await file('r2', 'model.gguf', perturbGguf(v1, { blockShare: 0.2, seed: 3 }));
-    r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '5%', '--eval', join(work, 'r2'), '--key', priv);
+    r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '5%', '--eval', v2, '--state', 'h:hn', '--key', priv);
     assert.equal(r.code, 2, r.err);
-    assert.match(r.err, /--eval in a release .*a GGUF release does not do yet: .*ndiff diff --base OLD\.gguf --target NEW\.gguf --budget B --eval TEXT/);
-    r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', 'auto', '--min-agreement', '0.9', '--eval', join(work, 'r2'), '--key', priv);
-    assert.equal(r.code, 2, r.err);
-    assert.match(r.err, /--budget auto in a release .*--budget auto --min-agreement 0\.98 --eval TEXT/);
+    assert.match(r.err, /a GGUF model is measured through llama\.cpp on a text \(--eval TEXT\)/);
     r = await ndiff('release', 'add', '--release', site, '--model', v2, '--method', 'topk', '--budget', '10', '--key', priv);
     assert.equal(r.code, 6, r.err);
     assert.match(r.err, /cannot hold an on-grid GGUF payload/);

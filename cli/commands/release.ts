@@ -219,7 +219,7 @@ export function releaseCommand(y: Argv, run: Runner): Argv {
       .option('budget-grid', { type: 'string', describe: 'budget auto: budgets tried (default 0.5%,1%,2%,5%,10%,20%)' })
       .option('expires', expiresOption)
       .option('plan', { type: 'boolean', default: false, describe: 'print the payload jobs, run nothing' })
-      .option('eval', { type: 'string', describe: 'topk, learned: inputs that check each payload before signing' })
+      .option('eval', { type: 'string', describe: 'topk, learned: inputs that check each payload before signing (for .gguf: a held-out text, run through llama.cpp)' })
       .option('train', { type: 'string', describe: 'learned: training data each job learns on (x.npy, or a folder)' })
       .option('teacher', { type: 'string', describe: 'learned: the model payloads learn toward (default: --model)' })
       .option('epochs', { type: 'number', describe: 'learned: epochs of each job\'s training (default 10)' })

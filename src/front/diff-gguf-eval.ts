@@ -27,7 +27,7 @@ import type { QualityTarget } from './quality-target.ts';
  * beside the target and the base on `s.eval` through llama.cpp.
  * @throws MissingDependencyError node-llama-cpp is not installed; the apply's and measure's typed errors
  */
-export async function measureGgufPayload(s: DiffSettings, payload: Uint8Array): Promise<GgufPayloadEval> {
+export async function measureGgufPayload(s: Pick<DiffSettings, 'base' | 'target' | 'eval'>, payload: Uint8Array): Promise<GgufPayloadEval> {
   const evalText = s.eval as string;
   const dir = await mkdtemp(path.join(tmpdir(), 'ndiff-gguf-eval-'));
   try {

@@ -15,12 +15,14 @@ import { checkChoices, OUTPUT_KINDS } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import { addVersion, type DriftCheck, type LossyJobPayload } from '../release/add.ts';
 import { sha256Of } from '../release/blobs.ts';
-import { ggufMethodRefused, isGgufModelPath } from '../release/gguf.ts';
+import { ggufMethodRefused, isGgufModelPath, layOutGgufJobModels } from '../release/gguf.ts';
+import { ggufModelFiles } from '../io/gguf/in-place.ts';
 import { exportJob } from '../release/jobs.ts';
 import { LEARNED_METHODS, type LearnedMethod } from '../release/learned.ts';
 import { materializeVersion } from '../release/package.ts';
 import { newestVersion, readRecord, type ReleaseJob } from '../release/record.ts';
 import type { PayloadCloseness } from '../train/target-closeness.ts';
+import { ggufCloseness, ggufEvalText, measureGgufPayload } from './diff-gguf-eval.ts';
 import type { EvalCloseness, OutputKind } from './diff-types.ts';
 import { measurePayload, movesAwayText } from './measure/payload-eval.ts';
 import { isSafetensorsPath, openModel } from './models.ts';
@@ -57,7 +59,7 @@ export interface ReleaseAddOptions extends Pick<QualityTargetOptions, 'minAgreem
   /**
    * `exact` (default): every change; `topk`: the largest changes within `budget` (for a `.gguf`
    * model the on-grid payload: the changed blocks that count most, each the base's or the
-   * version's; `eval` and budget `auto` are refused for one); a method of
+   * version's, measured through llama.cpp on an `eval` text); a method of
    * `ndiff train` (`sparse`, `lowbit`, `auto`...): a payload learned toward the new version (or
    * `teacher`) within `budget`, trained by each job (with `plan`, `train` and `eval`).
    */
@@ -200,7 +202,8 @@ function checkLearnedAdd(o: ReleaseAddOptions, budgetGiven: boolean): void {
 async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
   const method = o.method ?? 'exact';
   if (isGgufModelPath(o.model) && method !== 'exact' && method !== 'topk') throw ggufMethodRefused(method);
-  if (isGgufModelPath(o.model) && (o.eval !== undefined || o.budget === 'auto')) throw new UsageError(`${o.budget === 'auto' ? 'budget auto (--budget auto)' : 'eval (--eval)'} in a release measures payloads by running the model on inputs, which a GGUF release does not do yet: size and measure the on-grid payload through llama.cpp with ndiff diff --base OLD.gguf --target NEW.gguf ${o.budget === 'auto' ? '--budget auto --min-agreement 0.98' : '--budget B'} --eval TEXT (docs/guides/llm.md), then release with that budget (--method topk --budget B)`, { model: o.model });
+  const gguf = isGgufModelPath(o.model);
+  if (gguf && (o.state?.length || o.output || o.outputKind)) throw new UsageError('state (--state), output (--output) and outputKind (--output-kind) tell eval (--eval) how to run an .onnx model; a GGUF model is measured through llama.cpp on a text (--eval TEXT): leave them out', { model: o.model });
   const auto = checkAdd(o);
   const progress = o.onProgress ?? NO_PROGRESS;
   const grid = auto ? await gridOfModel(o.model, auto.grid) : undefined;
@@ -218,6 +221,18 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
   const measure = async (l: LossyJobPayload) => {
     const sha = sha256Of(l.bytes);
     let m = measured.get(sha);
+    if (!m && gguf) {
+      // Through llama.cpp, as ndiff diff --eval TEXT measures one: greedy agreement with the version on the text's next tokens.
+      const models = await layOutGgufJobModels(o.release, l.record, l.job);
+      try {
+        const e = await measureGgufPayload({ base: models.base, target: models.target, eval: o.eval }, l.bytes);
+        progress(`${l.job.id}: ${ggufEvalText(e).replace(/base \+ payload/, `${l.job.via ? 'the state' : `version ${l.job.fromVersion}`} + payload`)}`);
+        m = ggufCloseness(e);
+      } finally {
+        await models.dispose();
+      }
+      measured.set(sha, m);
+    }
     if (!m) {
       const models = await exportJob(o.release, l.record, l.job, path.join(dir as string, `${l.job.id}-${measured.size}`));
       m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (${l.job.via ? `the state a lossy chain reached from version ${l.job.fromVersion}` : `version ${l.job.fromVersion}`})`, target: `version ${l.job.toVersion}` }, eval: o.eval as string, state: o.state ?? [], ...(o.output ? { output: o.output } : {}), ...(o.outputKind ? { outputKind: o.outputKind } : {}) }, l.bytes, progress);
@@ -232,7 +247,7 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
       return Number.isNaN(m.patched.agreement) ? undefined : m.patched.agreement;
     } } } : {}),
     beforePublish: async (lossy) => {
-      for (const l of lossy) warnings.push(`${lossyText(l.job, l.result)}${o.eval || l.result.payload?.method === 'ongrid' ? '' : '. Measure it on inputs before devices get it: add with eval (--eval INPUTS) (a payload that takes the model further from the version than not updating is then refused; a chain that drifts below keyframeBelow (--keyframe-below) gets an exact payload)'}`);
+      for (const l of lossy) warnings.push(`${lossyText(l.job, l.result)}${o.eval ? '' : `. Measure it on ${gguf ? 'a held-out text through llama.cpp' : 'inputs'} before devices get it: add with eval (--eval ${gguf ? 'TEXT' : 'INPUTS'}) (a payload that takes the model further from the version than not updating is then refused; a chain that drifts below keyframeBelow (--keyframe-below) gets an exact payload)`}`);
       if (o.eval !== undefined) await measureLossy(o.release, lossy, measure, (job, closeness) => o.onMeasured?.({ job, closeness, keyframeBelow: threshold, ...(auto && grid ? { budgetAuto: { target: auto.target, grid } } : {}) }), progress);
     },
     ...(o.modelId !== undefined ? { modelId: o.modelId } : {}),
@@ -257,6 +272,12 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
 
 /** Budget auto's grid in ascending order of bytes against the new version's weights as stored (percentages and byte counts mixed). */
 async function gridOfModel(model: string, grid: readonly string[]): Promise<string[]> {
+  if (isGgufModelPath(model)) {
+    // A GGUF budget's percentage is of the file (every part), as ndiff diff's.
+    let bytes = 0;
+    for (const part of ggufModelFiles(model)) bytes += (await stat(part)).size;
+    return orderedGrid(grid, bytes).map((e) => e.budget);
+  }
   const opened = await openModel(model, { lazy: true });
   try {
     return orderedGrid(grid, opened.weightBytes).map((e) => e.budget);

@@ -107,6 +107,21 @@ async function layOutJobBase(releaseDir: string, record: ReleaseRecord, job: Rel
   return state;
 }
 
+/**
+ * A GGUF job's models as files, to measure a payload on: its base as its devices hold it (a
+ * state's file rebuilt) and its version, laid out under temporary folders removed by `dispose`.
+ */
+export async function layOutGgufJobModels(releaseDir: string, record: ReleaseRecord, job: ReleaseJob): Promise<{ base: string; target: string; dispose(): Promise<void> }> {
+  const base = await layOutJobBase(releaseDir, record, job, 'link');
+  try {
+    const target = await layOut(releaseDir, recordVersion(record, job.toVersion).files, 'link');
+    return { base: base.file, target: target.file, dispose: async () => { await target.dispose(); await base.dispose(); } };
+  } catch (e) {
+    await base.dispose();
+    throw e;
+  }
+}
+
 /** What a GGUF job's payload is: `exact` (reaches the version byte for byte) or `ongrid` (a state of it, within the budget). */
 export type GgufJobMethod = 'exact' | 'ongrid';
 
