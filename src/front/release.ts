@@ -201,8 +201,8 @@ function checkLearnedAdd(o: ReleaseAddOptions, budgetGiven: boolean): void {
  */
 async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
   const method = o.method ?? 'exact';
-  if (isGgufModelPath(o.model) && method !== 'exact' && method !== 'topk') throw ggufMethodRefused(method);
   const gguf = isGgufModelPath(o.model);
+  if (gguf && method !== 'exact' && method !== 'topk') throw ggufMethodRefused(method);
   if (gguf && (o.state?.length || o.output || o.outputKind)) throw new UsageError('state (--state), output (--output) and outputKind (--output-kind) tell eval (--eval) how to run an .onnx model; a GGUF model is measured through llama.cpp on a text (--eval TEXT): leave them out', { model: o.model });
   const auto = checkAdd(o);
   const progress = o.onProgress ?? NO_PROGRESS;
