@@ -42,7 +42,7 @@ export { FileUpdaterState, FileDownloadStore } from './io/updater/state-files.ts
 export { Updater, type UpdaterOptions, type UpdateResult, type UpdateStep } from './updater/updater.ts';
 export type { PendingUpdateOutcome, PendingCheck } from './updater/target.ts';
 // GGUF models (llama.cpp's files) patched in place by a GGUF block payload (format v8), behind an undo journal.
-export { applyToGgufFile, recoverGgufFile, ggufModelFiles, ggufUndoJournal, ggufStoredDigest, type GgufApplyOptions, type GgufApplyResult } from './io/gguf/in-place.ts';
+export { applyToGgufFile, recoverGgufFile, ggufModelFiles, ggufUndoJournal, ggufStoredDigest, ggufFileDigests, type GgufFileDigests, type GgufApplyOptions, type GgufApplyResult } from './io/gguf/in-place.ts';
 export type { GgufPayloadInput, GgufPayloadReader } from './io/gguf/payload-file.ts';
 export { ggufFileTarget } from './io/updater/gguf-target.ts';
 export { GGUF_UNDO_SUFFIX } from './io/gguf/undo-journal.ts';

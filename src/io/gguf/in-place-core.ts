@@ -66,6 +66,14 @@ export interface InPlaceOptions {
   /** Run once the new bytes are in place and checked (`pending`: on an update an earlier apply switched in); a throw or `false` rolls back. */
   healthCheck?: (pending?: true) => boolean | void | Promise<boolean | void>;
   now?: () => number;
+  /**
+   * Each file's digest where the caller can vouch that it describes the bytes the file holds now
+   * (asked once any interrupted update is recovered, the files open); undefined to hash them. The
+   * base check then reads no file: a digest that was wrong still cannot break the model, since
+   * every chunk's base ranges are checked before the overwrite and the whole target after it
+   * (a mismatch rolls back).
+   */
+  knownDigests?: () => Promise<string[] | undefined>;
 }
 
 /** What `applyInPlace` returns (`applyToGgufFile` and `applyGgufInOpfs` add the files). */
@@ -233,8 +241,9 @@ export async function applyInPlace(volume: GgufVolume, names: readonly string[],
     const handles: VolumeFile[] = [];
     try {
       for (const f of names) handles.push(await volume.open(f, 'r'));
-      const digests: string[] = [];
-      for (let i = 0; i < names.length; i++) digests.push(await volumeFileDigest(hasher, handles[i], payload.parts[i].length));
+      const known = await options.knownDigests?.();
+      const digests: string[] = known?.length === names.length ? [...known] : [];
+      for (let i = digests.length; i < names.length; i++) digests.push(await volumeFileDigest(hasher, handles[i], payload.parts[i].length));
       const now = ggufModelDigest(hasher, digests);
       if (now === header.targetFingerprint) return result('already-applied', 0, 0, false);
       checkNotReplayed(asHeader(header), previous, now);

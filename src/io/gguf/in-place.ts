@@ -44,6 +44,22 @@ export interface GgufApplyOptions extends SignaturePolicy {
   /** The clock for expiry checks (default `Date.now`). */
   now?: () => number;
   hasher?: Hasher;
+  /**
+   * The model's files as {@link ggufFileDigests} hashed them: where every file is still the one
+   * hashed and unchanged since (the same device, inode, size, modification and change times, read
+   * again once the folder is locked and any interrupted update recovered), the base check takes
+   * these digests instead of reading the model again; otherwise it hashes the files. The updater
+   * passes the digests it took to learn which version the model is, so an update reads a
+   * multi-GB model twice, not three times.
+   */
+  knownDigests?: GgufFileDigests;
+}
+
+/** Each file of a GGUF model with its stored-bytes digest and what identified the file when it was hashed. */
+export interface GgufFileDigests {
+  /** The model's digest (what payloads name their base by). */
+  digest: string;
+  files: { path: string; digest: string; identity: string }[];
 }
 
 /** What {@link applyToGgufFile} returns. */
@@ -143,6 +159,57 @@ export async function ggufPartsDigest(files: readonly string[], hasher?: Hasher)
   return ggufModelDigest(h, digests);
 }
 
+/** What identifies a file's bytes without reading them: any write or metadata change moves its change time. */
+async function fileIdentity(fh: FileHandle): Promise<string> {
+  const st = await fh.stat({ bigint: true });
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/**
+ * The stored-bytes digest of the GGUF model named by `file` and of each of its files, with what
+ * identified each file as it was hashed (for {@link GgufApplyOptions.knownDigests}); undefined when
+ * a file is missing, and no identity (an empty string) for a file that changed while it was hashed.
+ * Reads the files as they are (no recovery).
+ */
+export async function ggufFileDigests(file: string, hasher?: Hasher): Promise<GgufFileDigests | undefined> {
+  const h = hasher ?? (await getHasher());
+  const files: GgufFileDigests['files'] = [];
+  for (const f of ggufModelFiles(await realFile(file))) {
+    let fh: FileHandle;
+    try {
+      fh = await open(f, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    try {
+      const before = await fileIdentity(fh);
+      const digest = await volumeFileDigest(h, nodeVolumeFile(fh, f), (await fh.stat()).size);
+      files.push({ path: f, digest, identity: (await fileIdentity(fh)) === before ? before : '' });
+    } finally {
+      await fh.close();
+    }
+  }
+  return { digest: ggufModelDigest(h, files.map((x) => x.digest)), files };
+}
+
+/** The digests of `known` where every one of `files` is the file hashed there and unchanged since; undefined otherwise. */
+async function stillKnown(files: readonly string[], known: GgufFileDigests | undefined): Promise<string[] | undefined> {
+  if (!known || known.files.length !== files.length) return undefined;
+  for (const [i, f] of files.entries()) {
+    const k = known.files[i];
+    if (k.path !== f || !k.identity) return undefined;
+    const fh = await open(f, 'r').catch(() => undefined);
+    if (!fh) return undefined;
+    try {
+      if ((await fileIdentity(fh)) !== k.identity) return undefined;
+    } finally {
+      await fh.close();
+    }
+  }
+  return known.files.map((k) => k.digest);
+}
+
 /**
  * Verify a GGUF block payload (its file's path, or its bytes; bare or in a signed envelope) and
  * apply it in place to the GGUF model named by `file` (one file, or any part of a split model),
@@ -187,6 +254,7 @@ async function applyOpened(file: string, payload: Awaited<ReturnType<typeof open
       dryRun: options.dryRun,
       now: options.now,
       healthCheck: healthCheck && ((pending) => healthCheck(pending ? { file: first, files, pending } : { file: first, files })),
+      ...(options.knownDigests ? { knownDigests: () => stillKnown(files, options.knownDigests) } : {}),
     });
     const { status, header, signature, baseFingerprint, targetFingerprint, ...rest } = result;
     return { status, header, signature, baseFingerprint, targetFingerprint, files, ...rest };

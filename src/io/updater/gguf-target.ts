@@ -16,7 +16,7 @@
 import { stat } from 'node:fs/promises';
 import { ModelFormatError } from '../../core/errors.ts';
 import type { ModelTarget, PendingUpdateOutcome, TargetApplyOptions } from '../../updater/target.ts';
-import { applyToGgufFile, ggufStoredDigest, ggufUpdatePending, recoverGgufFile } from '../gguf/in-place.ts';
+import { applyToGgufFile, ggufFileDigests, ggufStoredDigest, ggufUpdatePending, recoverGgufFile, type GgufFileDigests } from '../gguf/in-place.ts';
 import { checkGgufTargetPayload } from '../gguf/target-payload.ts';
 
 /** Refuse a folder, a FIFO or a device where the model file should be (nothing changed). */
@@ -28,6 +28,8 @@ async function refuseNonFile(file: string): Promise<void> {
 
 /** A `.gguf` model as an updater target (module doc). */
 export function ggufFileTarget(file: string): ModelTarget {
+  // The digests the fingerprint took, handed to the next apply: its base check then reads the model only if it changed since.
+  let known: GgufFileDigests | undefined;
   return {
     kind: 'gguf',
     rebuilds: false,
@@ -47,14 +49,18 @@ export function ggufFileTarget(file: string): ModelTarget {
       if ((await stat(file).catch(() => undefined)) === undefined) return undefined;
       // An update stopped before its new version was whole in place is rolled back first.
       if (options?.recover !== false) await recoverGgufFile(file);
-      return ggufStoredDigest(file);
+      known = await ggufFileDigests(file);
+      return known?.digest;
     },
     async applyPayload(bytes: Uint8Array, o: TargetApplyOptions) {
       checkGgufTargetPayload(bytes, file);
       const check = o.healthCheck;
+      const digests = known;
+      known = undefined;
       await applyToGgufFile(file, bytes, {
         trustedKeys: o.trustedKeys, expectedModelId: o.expectedModelId, state: o.sequenceStore, now: o.now,
         ...(check ? { healthCheck: () => check() } : {}),
+        ...(digests ? { knownDigests: digests } : {}),
       });
     },
     async installPackage() {
