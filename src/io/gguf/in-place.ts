@@ -140,23 +140,7 @@ export async function ggufStoredDigest(file: string, hasher?: Hasher): Promise<s
  * missing.
  */
 export async function ggufPartsDigest(files: readonly string[], hasher?: Hasher): Promise<string | undefined> {
-  const h = hasher ?? (await getHasher());
-  const digests: string[] = [];
-  for (const f of files) {
-    let fh: FileHandle;
-    try {
-      fh = await open(f, 'r');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
-    try {
-      digests.push(await volumeFileDigest(h, nodeVolumeFile(fh, f), (await fh.stat()).size));
-    } finally {
-      await fh.close();
-    }
-  }
-  return ggufModelDigest(h, digests);
+  return (await filesDigests(files, hasher ?? (await getHasher())))?.digest;
 }
 
 /** What identifies a file's bytes without reading them: any write or metadata change moves its change time. */
@@ -172,9 +156,13 @@ async function fileIdentity(fh: FileHandle): Promise<string> {
  * Reads the files as they are (no recovery).
  */
 export async function ggufFileDigests(file: string, hasher?: Hasher): Promise<GgufFileDigests | undefined> {
-  const h = hasher ?? (await getHasher());
+  return filesDigests(ggufModelFiles(await realFile(file)), hasher ?? (await getHasher()));
+}
+
+/** Each of `files` hashed a slice at a time, with its identity before and after (empty when it changed meanwhile); undefined when one is missing. */
+async function filesDigests(paths: readonly string[], h: Hasher): Promise<GgufFileDigests | undefined> {
   const files: GgufFileDigests['files'] = [];
-  for (const f of ggufModelFiles(await realFile(file))) {
+  for (const f of paths) {
     let fh: FileHandle;
     try {
       fh = await open(f, 'r');
