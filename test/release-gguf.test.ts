@@ -6,7 +6,8 @@
  * downloading only payloads. Planned as jobs, each job makes its payload and publish refuses one
  * swapped for a payload that reaches another file. On-grid payloads (`--method topk --budget`):
  * within the budget, a chain's devices taking the next payload from the state they hold, publish
- * making each again to check it (measured through llama.cpp in test/gguf-budget-auto.test.ts).
+ * making each again to check it (measured through llama.cpp in test/gguf-budget-auto.test.ts);
+ * one made elsewhere, signed only when the key holder accepts its SHA-256.
  * Refused, the folder unchanged: an ONNX model's eval options, a budget too small for any payload,
  * a learned method, another kind of model.
  * Versions laid out differently get no payload, and the add says devices have no update path.
@@ -207,6 +208,34 @@ describe('ndiff release add of .gguf models', () => {
     assert.equal(r.code, 0, r.err);
     assert.equal(await ggufBytesDigest(new Uint8Array(await readFile(device))), fromState.target);
     assert.deepEqual(server.log.slice(before).map((q) => q.path), ['/ongrid/manifest.json', `/ongrid/${fromState.file}`]);
+  });
+
+  test('an on-grid payload made elsewhere (ndiff diff), taken in by a planned job: publish signs it only when the key holder accepts its SHA-256', async () => {
+    const v1 = ggufFixture('tiny-llama-q8_0.gguf');
+    const v2 = perturbGguf(v1, { blockShare: 0.3, seed: 51 });
+    const site = join(work, 'site', 'accept');
+    let r = await ndiff('release', 'add', '--release', site, '--model', await file('a1', 'model.gguf', v1), '--model-id', 'a', '--key', priv);
+    assert.equal(r.code, 0, r.err);
+    r = await ndiff('release', 'add', '--release', site, '--model', await file('a2', 'model.gguf', v2), '--plan', '-q');
+    assert.equal(r.code, 0, r.err);
+    const made = join(work, 'a-made.ndiff');
+    r = await ndiff('diff', '--base', join(work, 'a1', 'model.gguf'), '--target', join(work, 'a2', 'model.gguf'), '--model-id', 'a', '--sequence', '2', '--budget', '4%', '--out', made);
+    assert.equal(r.code, 0, r.err);
+    r = await ndiff('release', 'job', '--release', site, '--id', 'v2-from-v1', '--payload', made);
+    assert.equal(r.code, 0, r.err);
+    r = await ndiff('release', 'publish', '--release', site, '--key', priv);
+    assert.notEqual(r.code, 0, 'a lossy payload nobody vouched for is not signed');
+    assert.match(r.err, /names no on-grid budget/);
+    const { sha256Of } = await import('../src/release/blobs.ts');
+    const sha = sha256Of(new Uint8Array(await readFile(made)));
+    r = await ndiff('release', 'publish', '--release', site, '--key', priv, '--accept', sha.slice(0, 16));
+    assert.equal(r.code, 0, r.err);
+    const m = await manifestOf(site);
+    assert.equal(m.payloads.length, 1);
+    assert.deepEqual([m.payloads[0].method, m.payloads[0].exact], ['ongrid', false]);
+    const { parseEnvelope } = await import('../src/apply/envelope.ts');
+    const signed = parseEnvelope(new Uint8Array(await readFile(join(site, m.payloads[0].file)))).payload;
+    assert.ok(same(signed, new Uint8Array(await readFile(made))), 'the payload signed is the one made by ndiff diff, byte for byte');
   });
 
   test('refused, the folder untouched: an ONNX model\'s eval options, a budget no payload fits, a learned method, a model of another kind', async () => {
