@@ -221,21 +221,12 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
   const measure = async (l: LossyJobPayload) => {
     const sha = sha256Of(l.bytes);
     let m = measured.get(sha);
-    if (!m && gguf) {
-      // Through llama.cpp, as ndiff diff --eval TEXT measures one: greedy agreement with the version on the text's next tokens.
-      const models = await layOutGgufJobModels(o.release, l.record, l.job);
-      try {
-        const e = await measureGgufPayload({ base: models.base, target: models.target, eval: o.eval }, l.bytes);
-        progress(`${l.job.id}: ${ggufEvalText(e).replace(/base \+ payload/, `${l.job.via ? 'the state' : `version ${l.job.fromVersion}`} + payload`)}`);
-        m = ggufCloseness(e);
-      } finally {
-        await models.dispose();
-      }
-      measured.set(sha, m);
-    }
     if (!m) {
-      const models = await exportJob(o.release, l.record, l.job, path.join(dir as string, `${l.job.id}-${measured.size}`));
-      m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (${l.job.via ? `the state a lossy chain reached from version ${l.job.fromVersion}` : `version ${l.job.fromVersion}`})`, target: `version ${l.job.toVersion}` }, eval: o.eval as string, state: o.state ?? [], ...(o.output ? { output: o.output } : {}), ...(o.outputKind ? { outputKind: o.outputKind } : {}) }, l.bytes, progress);
+      if (gguf) m = await measureGgufJobPayload(o.release, l, o.eval as string, progress);
+      else {
+        const models = await exportJob(o.release, l.record, l.job, path.join(dir as string, `${l.job.id}-${measured.size}`));
+        m = await measurePayload({ base: models.base, target: models.target, labels: { base: `${l.job.id}'s base (${l.job.via ? `the state a lossy chain reached from version ${l.job.fromVersion}` : `version ${l.job.fromVersion}`})`, target: `version ${l.job.toVersion}` }, eval: o.eval as string, state: o.state ?? [], ...(o.output ? { output: o.output } : {}), ...(o.outputKind ? { outputKind: o.outputKind } : {}) }, l.bytes, progress);
+      }
       measured.set(sha, m);
     }
     return m;
@@ -268,6 +259,18 @@ async function releaseAdd(o: ReleaseAddOptions): Promise<ReleaseAddResult> {
     ...changed,
     warnings,
   };
+}
+
+/** A GGUF job's payload measured through llama.cpp on `evalText`, as ndiff diff --eval TEXT measures one: greedy agreement with the version on the text's next tokens, from the base its devices hold. */
+async function measureGgufJobPayload(releaseDir: string, l: LossyJobPayload, evalText: string, progress: Progress): Promise<PayloadCloseness> {
+  const models = await layOutGgufJobModels(releaseDir, l.record, l.job);
+  try {
+    const e = await measureGgufPayload({ base: models.base, target: models.target, eval: evalText }, l.bytes);
+    progress(`${l.job.id}: ${ggufEvalText(e).replace(/base \+ payload/, `${l.job.via ? 'the state' : `version ${l.job.fromVersion}`} + payload`)}`);
+    return ggufCloseness(e);
+  } finally {
+    await models.dispose();
+  }
 }
 
 /** Budget auto's grid in ascending order of bytes against the new version's weights as stored (percentages and byte counts mixed). */

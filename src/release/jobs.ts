@@ -299,20 +299,16 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
   // apply as that build does, so applying them as well only repeated work.
   if (!rebuildable) await applies();
   let method = header.method as string;
-  if (record.modelKind === 'gguf' && !exact && accepted.some((a) => sha256.startsWith(a))) {
-    // The key holder vouched for these bytes (an on-grid payload made with ndiff diff --calibrate, say).
-    method = 'ongrid';
-  } else if (record.modelKind === 'gguf' && !exact) {
-    // An on-grid payload is the encoder's, which is deterministic: made again here by the policy
-    // the result names (the plan's, or the edge's `release job --method topk --budget B`), the
-    // bytes must be the same.
-    if (policy?.method !== 'topk' || policy.budget === undefined) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}), and its result names no on-grid budget (method topk and a budget) to make it again by`, { found: header.targetFingerprint, expected: to.fingerprint });
-    const rebuilt = await buildGgufJobPayload(releaseDir, record, job, policy);
-    if (sha256Of(rebuilt.bytes) !== sha256) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}), and is not the on-grid payload of budget ${policy.budget} (publish made it again: ${rebuilt.bytes.length} bytes, another SHA-256)`, { found: header.targetFingerprint, expected: to.fingerprint });
-    method = 'ongrid';
-  } else if (!exact) {
+  if (!exact) {
     if (accepted.some((a) => sha256.startsWith(a))) {
-      // The key holder vouched for these bytes.
+      // The key holder vouched for these bytes (for GGUF, an on-grid payload made with ndiff diff --calibrate, say).
+    } else if (record.modelKind === 'gguf') {
+      // An on-grid payload is the encoder's, which is deterministic: made again here by the policy
+      // the result names (the plan's, or the edge's `release job --method topk --budget B`), the
+      // bytes must be the same.
+      if (policy?.method !== 'topk' || policy.budget === undefined) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}), and its result names no on-grid budget (method topk and a budget) to make it again by`, { found: header.targetFingerprint, expected: to.fingerprint });
+      const rebuilt = await buildGgufJobPayload(releaseDir, record, job, policy);
+      if (sha256Of(rebuilt.bytes) !== sha256) throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}), and is not the on-grid payload of budget ${policy.budget} (publish made it again: ${rebuilt.bytes.length} bytes, another SHA-256)`, { found: header.targetFingerprint, expected: to.fingerprint });
     } else if (job.policy.method === 'learned') {
       // Planned by the key holder: measured here on the job's eval inputs, never taken from the worker.
       const { checkLearnedPayload } = await import('./learned-check.ts');
@@ -329,6 +325,8 @@ export async function verifyJobResult(releaseDir: string, record: ReleaseRecord,
     } else {
       throw refuse(`its payload reaches ${header.targetFingerprint}, not version ${to.version} (${to.fingerprint}): a lossy payload publish cannot rebuild (method ${header.method}) could make devices hold any weights. If you made it (a learned payload taken in with ndiff release job --payload) and checked it (ndiff diff --eval), accept it by its SHA-256: accept (--accept ${sha256.slice(0, 16)}) when publishing`, { found: header.targetFingerprint, expected: to.fingerprint, sha256 });
     }
+    // A lossy GGUF block payload is on-grid: its header says `blocks`, as an exact one's does.
+    if (record.modelKind === 'gguf') method = 'ongrid';
   } else {
     method = 'exact';
   }

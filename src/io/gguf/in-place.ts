@@ -10,6 +10,7 @@
  * payload's size.
  */
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { getHasher, type Hasher } from '../../core/hasher.ts';
 import type { SequenceStore } from '../../apply/freshness.ts';
@@ -144,8 +145,7 @@ export async function ggufPartsDigest(files: readonly string[], hasher?: Hasher)
 }
 
 /** What identifies a file's bytes without reading them: any write or metadata change moves its change time. */
-async function fileIdentity(fh: FileHandle): Promise<string> {
-  const st = await fh.stat({ bigint: true });
+function identityOf(st: BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
@@ -171,9 +171,10 @@ async function filesDigests(paths: readonly string[], h: Hasher): Promise<GgufFi
       throw e;
     }
     try {
-      const before = await fileIdentity(fh);
-      const digest = await volumeFileDigest(h, nodeVolumeFile(fh, f), (await fh.stat()).size);
-      files.push({ path: f, digest, identity: (await fileIdentity(fh)) === before ? before : '' });
+      const st = await fh.stat({ bigint: true });
+      const digest = await volumeFileDigest(h, nodeVolumeFile(fh, f), Number(st.size));
+      const before = identityOf(st);
+      files.push({ path: f, digest, identity: identityOf(await fh.stat({ bigint: true })) === before ? before : '' });
     } finally {
       await fh.close();
     }
@@ -187,13 +188,8 @@ async function stillKnown(files: readonly string[], known: GgufFileDigests | und
   for (const [i, f] of files.entries()) {
     const k = known.files[i];
     if (k.path !== f || !k.identity) return undefined;
-    const fh = await open(f, 'r').catch(() => undefined);
-    if (!fh) return undefined;
-    try {
-      if ((await fileIdentity(fh)) !== k.identity) return undefined;
-    } finally {
-      await fh.close();
-    }
+    const st = await stat(f, { bigint: true }).catch(() => undefined);
+    if (!st || identityOf(st) !== k.identity) return undefined;
   }
   return known.files.map((k) => k.digest);
 }
