@@ -1,4 +1,5 @@
 /** Model folders on disk for CLI and IO tests. */
+import { rmSync } from 'node:fs';
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,8 +21,20 @@ export function withTfjsFrame(store: MemoryWeightStore, template: Omit<TfjsModel
   return new MemoryWeightStore([...tensors, [TFJS_FRAME, { shape: [8], data: frame, patchable: false }]]);
 }
 
+const made: string[] = [];
+
+/**
+ * A new private folder under the OS temp folder, removed when this process exits (each test file
+ * runs in its own process), so a suite run leaves nothing behind in TMPDIR; set
+ * `NDIFF_KEEP_TEST_DIRS=1` to keep them for a look after a failure.
+ */
 export async function tempDir(prefix = 'ndiff-test-'): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  if (made.length === 0 && process.env.NDIFF_KEEP_TEST_DIRS !== '1') {
+    process.once('exit', () => { for (const d of made) rmSync(d, { recursive: true, force: true }); });
+  }
+  made.push(dir);
+  return dir;
 }
 
 /** Write a store as a TF.js graph-model folder (float32 shards). */
