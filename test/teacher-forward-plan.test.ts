@@ -25,6 +25,11 @@ import { cnnInputs, cnnWeights, SIDE, writeGraphCnn } from './helpers/graph-mode
 import { tempDir } from './helpers/dirs.ts';
 import { mlpTflite } from './helpers/tflite-build.ts';
 import { TfliteProgram } from '../src/engine/tflite/program.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+// Trains in this process only, through the readers and writers other files test on every Node
+// release (whose CLI training cases run there too): checked once per CI (test/helpers/benchmarks.ts).
+const once = { skip: onceSkip('the in-process compiled teacher passes are') };
 
 before(async () => {
   await initBackend('wasm');
@@ -53,7 +58,7 @@ function sameBits(a: Float32Array, b: Float32Array, what: string): void {
   assert.deepEqual(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), new Uint8Array(b.buffer, b.byteOffset, b.byteLength), `${what}: the same bits`);
 }
 
-test('a layers teacher: rows from the compiled forward plan equal the eager rows bit for bit; a smaller last batch gets its own plan', () => {
+test('a layers teacher: rows from the compiled forward plan equal the eager rows bit for bit; a smaller last batch gets its own plan', once, () => {
   const model = layersCnn(1);
   // 140 examples in batches of 32: four full batches and one of 12.
   const x = tf.tensor4d(imageData(140, 3), [140, 8, 8, 1]);
@@ -79,7 +84,7 @@ test('a layers teacher: rows from the compiled forward plan equal the eager rows
   model.dispose();
 });
 
-test('an ONNX program teacher: rows from the compiled forward plan equal the eager rows bit for bit', () => {
+test('an ONNX program teacher: rows from the compiled forward plan equal the eager rows bit for bit', once, () => {
   const data = images(100, 5);
   const program = new OnnxProgram(cnn(0.5, 60), { source: 'teacher.onnx' });
   const teacher = new ProgramTrainingModel(program, { count: 100, inputs: data.inputs }, { frozen: true });
@@ -98,7 +103,7 @@ test('an ONNX program teacher: rows from the compiled forward plan equal the eag
   teacher.dispose();
 });
 
-test('a LiteRT program teacher: rows from the compiled forward plan equal the eager rows bit for bit', () => {
+test('a LiteRT program teacher: rows from the compiled forward plan equal the eager rows bit for bit', once, () => {
   const n = 70;
   const values = Float32Array.from({ length: n * 8 }, (_, i) => Math.sin(i * 0.37));
   const teacher = new ProgramTrainingModel(new TfliteProgram(mlpTflite(0.5, true), { source: 'v2.tflite' }), { count: n, inputs: { x: { values, shape: [8] } } }, { frozen: true });
@@ -114,7 +119,7 @@ test('a LiteRT program teacher: rows from the compiled forward plan equal the ea
   teacher.dispose();
 });
 
-test('a TF.js graph-model teacher (a layers base\'s): rows from the compiled forward plan equal the eager rows bit for bit', async () => {
+test('a TF.js graph-model teacher (a layers base\'s): rows from the compiled forward plan equal the eager rows bit for bit', once, async () => {
   const dir = await tempDir('nd-forward-graph-');
   await writeGraphCnn(dir, cnnWeights(3));
   const teacher = new GraphModelTeacher(await tf.loadGraphModel(fileSystemIO(dir)), [SIDE, SIDE, 1], 'v2');
@@ -131,7 +136,7 @@ test('a TF.js graph-model teacher (a layers base\'s): rows from the compiled for
   teacher.dispose();
 });
 
-test('a pass the plan refuses (a value read into JavaScript mid-pass) runs eagerly and says why once; a stateful program says why it stays eager', () => {
+test('a pass the plan refuses (a value read into JavaScript mid-pass) runs eagerly and says why once; a stateful program says why it stays eager', once, () => {
   const said: string[] = [];
   const forward = new ForwardPlans('teacher', (m) => said.push(m));
   const w = tf.tensor1d([1, 2, 3, 4]);
@@ -175,7 +180,7 @@ async function assertBothPaths(run: (step: 'eager' | 'compiled') => Promise<{ by
   return compiled;
 }
 
-test('a layers teacher run: the same payload bytes with compiled forward passes as with every pass eager; the path is said', async () => {
+test('a layers teacher run: the same payload bytes with compiled forward passes as with every pass eager; the path is said', once, async () => {
   const x = tf.tensor4d(imageData(160, 9), [160, 8, 8, 1]);
   // Fresh models each run (their layers named, so the payload names the same tensors).
   const run = async (step: 'eager' | 'compiled') => {
@@ -190,7 +195,7 @@ test('a layers teacher run: the same payload bytes with compiled forward passes 
   x.dispose();
 });
 
-test('an ONNX teacher run: the same payload bytes with compiled forward passes as with every pass eager; the path is said', async () => {
+test('an ONNX teacher run: the same payload bytes with compiled forward passes as with every pass eager; the path is said', once, async () => {
   const own = images(96, 4);
   const run = async (step: 'eager' | 'compiled') => {
     const said: string[] = [];
@@ -200,7 +205,7 @@ test('an ONNX teacher run: the same payload bytes with compiled forward passes a
   await assertBothPaths(run, 'teacher');
 });
 
-test('a labelled run\'s validation passes: compiled, the same payload bytes as with every pass eager', async () => {
+test('a labelled run\'s validation passes: compiled, the same payload bytes as with every pass eager', once, async () => {
   const x = tf.tensor4d(imageData(200, 11), [200, 8, 8, 1]);
   // Labels from a fixed model, so there is something to learn.
   const y = tf.tidy(() => Int32Array.from(tf.argMax(layersCnn(7).predict(x) as tf.Tensor, -1).dataSync()));
@@ -216,7 +221,7 @@ test('a labelled run\'s validation passes: compiled, the same payload bytes as w
   x.dispose();
 });
 
-test('one set of plans serving different passes over inputs of one shape: each pass replays its own plan (validation\'s accuracy, a closeness\'s rows)', () => {
+test('one set of plans serving different passes over inputs of one shape: each pass replays its own plan (validation\'s accuracy, a closeness\'s rows)', once, () => {
   // Two outputs: evaluate reads the first, outputRows concatenates both, so the passes differ
   // even where their inputs have the same shape.
   const input = tf.input({ shape: [6] });
@@ -246,7 +251,7 @@ test('one set of plans serving different passes over inputs of one shape: each p
   }
 });
 
-test('a run refused after the teacher scored its data frees the teacher\'s forward plans', async () => {
+test('a run refused after the teacher scored its data frees the teacher\'s forward plans', once, async () => {
   // A rescaling layer first: its scale is a constant the plan holds in the backend's memory.
   const scaled = (seed: number) => {
     const m = tf.sequential();

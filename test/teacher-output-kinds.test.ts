@@ -19,6 +19,11 @@ import { seededRandom } from '../src/core/random.ts';
 import { writeNpy } from '../src/io/npy/npy.ts';
 import { main } from '../cli/ndiff.ts';
 import { segOnnx, segTflite, SIDE } from './helpers/segmentation.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+// Trains in this process only, through the readers and writers other files test on every Node
+// release (whose CLI training cases run there too): checked once per CI (test/helpers/benchmarks.ts).
+const once = { skip: onceSkip('the in-process map-output training cases are') };
 
 await initBackend('cpu');
 
@@ -41,7 +46,7 @@ for (const format of ['tflite', 'onnx'] as const) {
     : trainOnnxDiff(bytes, images(96, 2, 0.3, 5, shape), { ...common, teacher, ...options });
   const [v1, v2] = format === 'tflite' ? [segTflite(1, 0), segTflite(2, 0)] : [segOnnx(1, 0), segOnnx(2, 0)];
 
-  test(`${format}: a sigmoid map output is matched by closeness (mse, mean |output - teacher|), not read as class logits`, async () => {
+  test(`${format}: a sigmoid map output is matched by closeness (mse, mean |output - teacher|), not read as class logits`, once, async () => {
     const res = await train(v1, v2, { eval: images(32, 2, 0.3, 7, shape), allowWorse: false });
     const t = res.teacher as NonNullable<typeof res.teacher>;
     assert.equal(t.loss, 'mse', 'a sigmoid map trains by the squared error of its values');
@@ -51,7 +56,7 @@ for (const format of ['tflite', 'onnx'] as const) {
     assert.ok(Number.isNaN(te.after.agreement), `no top-1 agreement for a map: ${te.after.agreement}`);
   });
 
-  test(`${format}: an update further from the teacher than the base on --eval is refused (nothing to ship)`, async () => {
+  test(`${format}: an update further from the teacher than the base on --eval is refused (nothing to ship)`, once, async () => {
     await assert.rejects(train(v1, v2, { eval: images(32, 0, 0.05, 7, shape), allowWorse: false }), (e: unknown) => e instanceof NoImprovementError && /on the evaluation examples/.test(e.message) && /mean \|output − teacher\|/.test(e.message));
   });
 }
@@ -61,7 +66,7 @@ function npy(dir: string, name: string, values: Float32Array, shape: number[]): 
   writeFileSync(path.join(dir, name), writeNpy(values, shape));
 }
 
-test('ndiff train --base seg.tflite --teacher: exit 10 and no payload for an update further from v2 on --eval; no "top-1 agreement" printed for a map', async (t) => {
+test('ndiff train --base seg.tflite --teacher: exit 10 and no payload for an update further from v2 on --eval; no "top-1 agreement" printed for a map', once, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'ndiff-seg-'));
   try {
     writeFileSync(path.join(dir, 'v1.tflite'), segTflite(1, 0));
@@ -88,7 +93,7 @@ test('ndiff train --base seg.tflite --teacher: exit 10 and no payload for an upd
   }
 });
 
-test('ndiff train --teacher whose output differs from the base\'s (a mask of 2 channels for 1): refused before training, naming the output, for .tflite and .onnx', async () => {
+test('ndiff train --teacher whose output differs from the base\'s (a mask of 2 channels for 1): refused before training, naming the output, for .tflite and .onnx', once, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'ndiff-seg-'));
   try {
     for (const [ext, v1, v2, shape] of [['tflite', segTflite(1, 0), segTflite(2, 0, 2), [SIDE, SIDE, 1]], ['onnx', segOnnx(1, 0), segOnnx(2, 0, 2), [1, SIDE, SIDE]]] as const) {
@@ -110,7 +115,7 @@ test('ndiff train --teacher whose output differs from the base\'s (a mask of 2 c
   }
 });
 
-test('ndiff train holding out a handful of validation examples warns (on stderr) and says how to pass more', async () => {
+test('ndiff train holding out a handful of validation examples warns (on stderr) and says how to pass more', once, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'ndiff-seg-'));
   try {
     writeFileSync(path.join(dir, 'v1.tflite'), segTflite(1, 0));
@@ -130,7 +135,7 @@ test('ndiff train holding out a handful of validation examples warns (on stderr)
   }
 });
 
-test('the --eval refusal of a classifier\'s agreement: a drop beyond one standard error, not a decision flipping among hundreds', () => {
+test('the --eval refusal of a classifier\'s agreement: a drop beyond one standard error, not a decision flipping among hundreds', once, () => {
   assert.equal(agreementDropBeyondNoise(0.9967, 0.9933, 300), false, 'one of 300 decisions flipped: noise');
   assert.equal(agreementDropBeyondNoise(0.95, 0.80, 300), true, '45 of 300 flipped: further from the teacher');
   assert.equal(agreementDropBeyondNoise(0.8, 0.9, 300), false, 'closer');
@@ -143,7 +148,7 @@ test('the --eval refusal of a classifier\'s agreement: a drop beyond one standar
   assert.throws(() => refuseWorseOnEval({ ...result(0.0017), teacher: { ...result(0.0017).teacher!, eval: { ...result(0.0017).teacher!.eval!, agreementAfter: 0.95 } } } as Parameters<typeof refuseWorseOnEval>[0], false), NoImprovementError, 'far beyond noise whatever the outputs');
 });
 
-test('a map output is held out at random for validation, not stratified on its brightest pixel (which held out nothing when every frame was its own stratum), and no training accuracy is shown for it', async () => {
+test('a map output is held out at random for validation, not stratified on its brightest pixel (which held out nothing when every frame was its own stratum), and no training accuracy is shown for it', once, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'ndiff-seg-split-'));
   try {
     writeFileSync(path.join(dir, 'v1.tflite'), segTflite(1, 0));

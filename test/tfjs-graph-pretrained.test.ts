@@ -18,10 +18,15 @@ import { initBackend } from '../src/engine/backend.ts';
 import { trainTfjsGraphDiff } from '../src/train/tfjs-graph/train-graph.ts';
 import { pretrainedModelDir } from './helpers/pretrained.ts';
 import { seeded } from './helpers/graph-model.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+// Trains in this process only, through the readers and writers other files test on every Node
+// release (whose CLI training cases run there too): checked once per CI (test/helpers/benchmarks.ts).
+const once = { skip: onceSkip('the in-process training of the pretrained graph model is') };
 
 await initBackend('wasm');
 
-test('nsfwjs MobileNetV2 (a uint8 graph-model) trains a step; the patched folder computes what the trainer evaluated', async (t) => {
+test('nsfwjs MobileNetV2 (a uint8 graph-model) trains a step; the patched folder computes what the trainer evaluated', once, async (t) => {
   const dir = await pretrainedModelDir('graph');
   const work = mkdtempSync(path.join(tmpdir(), 'nd-graph-pretrained-'));
   try {

@@ -26,6 +26,11 @@ import { registerGradientFixes } from '../src/engine/kernels/gradients.ts';
 import { trainTfjsGraphDiff } from '../src/train/tfjs-graph/train-graph.ts';
 import type { ProgramDataset } from '../src/train/program/train-program.ts';
 import { CLASSES, SIDE, cnnInputs, cnnWeights, layersCnn, retrained, seeded, writeGraphCnn, type ExtraOp } from './helpers/graph-model.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+// Trains in this process only, through the readers and writers other files test on every Node
+// release (whose CLI training cases run there too): checked once per CI (test/helpers/benchmarks.ts).
+const once = { skip: onceSkip('the in-process graph-model training cases are') };
 
 await initBackend('wasm');
 
@@ -68,7 +73,7 @@ async function outputsOf(dir: string, x: Float32Array): Promise<Float32Array> {
   return Float32Array.from(out);
 }
 
-test('a uint8 graph model trained toward its v2 (a graph model) without labels: the patched folder computes what the trainer evaluated, on the same grids', async (t) => {
+test('a uint8 graph model trained toward its v2 (a graph model) without labels: the patched folder computes what the trainer evaluated, on the same grids', once, async (t) => {
   const baseDir = await graphFolder(v1, { quantize: 'uint8' });
   const teacherDir = await graphFolder(v2);
   const store = await openTfjsModelDir(baseDir);
@@ -105,7 +110,7 @@ test('a uint8 graph model trained toward its v2 (a graph model) without labels: 
   teacher.dispose();
 });
 
-test('topk-retrain from a graph-model teacher takes its mask from (teacher − base) under the folder\'s names', async () => {
+test('topk-retrain from a graph-model teacher takes its mask from (teacher − base) under the folder\'s names', once, async () => {
   const baseDir = await graphFolder(v1, { quantize: 'uint8' });
   const store = await openTfjsModelDir(baseDir);
   const model = await tf.loadGraphModel(fileSystemIO(baseDir));
@@ -121,7 +126,7 @@ test('topk-retrain from a graph-model teacher takes its mask from (teacher − b
   teacher.dispose();
 });
 
-test('ndiff train --base <float16 graph-model folder> --teacher <layers-model folder>, no labels: the updated folder keeps float16 and equals the trainer; interface mismatches are usage errors', async (t) => {
+test('ndiff train --base <float16 graph-model folder> --teacher <layers-model folder>, no labels: the updated folder keeps float16 and equals the trainer; interface mismatches are usage errors', once, async (t) => {
   const { main } = await import('../cli/ndiff.ts');
   const run = async (...argv: string[]) => {
     const lines: string[] = [];
@@ -167,7 +172,7 @@ test('ndiff train --base <float16 graph-model folder> --teacher <layers-model fo
   keras.dispose();
 });
 
-test('a graph tfjs cannot differentiate is refused before training, naming the operator and the node', async () => {
+test('a graph tfjs cannot differentiate is refused before training, naming the operator and the node', once, async () => {
   const labels = Int32Array.from({ length: TRAIN }, (_, i) => i % CLASSES);
   const cases: [ExtraOp, RegExp, Record<string, unknown>][] = [
     ['topk', /node "top\/TopKV2" \(operator TopKV2\) runs the tfjs kernel TopK, which has no gradient/, { op: 'TopKV2', node: 'top/TopKV2', kernel: 'TopK' }],
@@ -195,7 +200,7 @@ test('a graph tfjs cannot differentiate is refused before training, naming the o
   }
 });
 
-test('a graph exported for one example at a time (input [1, ...], as MoveNet) runs a batch example by example, with gradients, and trains', async () => {
+test('a graph exported for one example at a time (input [1, ...], as MoveNet) runs a batch example by example, with gradients, and trains', once, async () => {
   const dir = await graphFolder(v1, { batchOfOne: true });
   const free = await tf.loadGraphModel(fileSystemIO(await graphFolder(v1)));
   const one = await tf.loadGraphModel(fileSystemIO(dir));
@@ -221,7 +226,7 @@ test('a graph exported for one example at a time (input [1, ...], as MoveNet) ru
   for (const m of [free, one, teacher]) m.dispose();
 });
 
-test('a graph model (v2 converted from a SavedModel) teaches a layers-model base', async (t) => {
+test('a graph model (v2 converted from a SavedModel) teaches a layers-model base', once, async (t) => {
   const teacherDir = await graphFolder(v2, { quantize: 'uint8' });
   const graph = await tf.loadGraphModel(fileSystemIO(teacherDir));
   const teacher = new GraphModelTeacher(graph, [SIDE, SIDE, 1], 'v2');
@@ -247,7 +252,7 @@ test('a graph model (v2 converted from a SavedModel) teaches a layers-model base
   }
 });
 
-test('GatherNd, which tfjs has no gradient for (MoveNet reads its keypoints with it), gets one: dy summed back where it was gathered, duplicates included, equal to central differences', () => {
+test('GatherNd, which tfjs has no gradient for (MoveNet reads its keypoints with it), gets one: dy summed back where it was gathered, duplicates included, equal to central differences', once, () => {
   registerGradientFixes();
   const r = seeded(9);
   const params = tf.tensor(Float32Array.from({ length: 24 }, () => r()), [4, 3, 2]);
@@ -268,7 +273,7 @@ test('GatherNd, which tfjs has no gradient for (MoveNet reads its keypoints with
   for (const t of [params, indices, w]) t.dispose();
 });
 
-test('SquaredDifference under broadcasting (MoveNet measures keypoints against a grid so) gets a gradient of each input\'s own shape, equal to central differences; tfjs\' own fails there', () => {
+test('SquaredDifference under broadcasting (MoveNet measures keypoints against a grid so) gets a gradient of each input\'s own shape, equal to central differences; tfjs\' own fails there', once, () => {
   const r = seeded(10);
   const a = tf.tensor(Float32Array.from({ length: 6 }, () => r()), [2, 3, 1]);
   const b = tf.tensor(Float32Array.from({ length: 12 }, () => r()), [2, 3, 2]);

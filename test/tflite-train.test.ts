@@ -20,6 +20,11 @@ import { toHalfBits } from '../src/core/float16.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { runTflite } from '../bench/litert.ts';
 import { buildTflite, f32Bytes, T } from './helpers/tflite-build.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+// Trains in this process only, through the readers and writers other files test on every Node
+// release (whose CLI training cases run there too): checked once per CI (test/helpers/benchmarks.ts).
+const once = { skip: onceSkip('the in-process LiteRT training cases are') };
 
 await initBackend('cpu');
 
@@ -94,7 +99,7 @@ function worstRelative(a: Float32Array, b: Float32Array): number {
   return d / (m || 1);
 }
 
-test('the executor\'s forward pass equals LiteRT.js: a CNN built here, batched, and MediaPipe\'s selfie segmentation', async () => {
+test('the executor\'s forward pass equals LiteRT.js: a CNN built here, batched, and MediaPipe\'s selfie segmentation', once, async () => {
   const bytes = cnn(1);
   const x = images(6, 9);
   const program = new TfliteProgram(bytes, { source: 'cnn.tflite' });
@@ -120,7 +125,7 @@ test('the executor\'s forward pass equals LiteRT.js: a CNN built here, batched, 
   }
 });
 
-test('a teacher diff of a .tflite CNN: the payload patches the file (float16 weights stay float16) and LiteRT.js on it gives the trainer\'s outputs', async () => {
+test('a teacher diff of a .tflite CNN: the payload patches the file (float16 weights stay float16) and LiteRT.js on it gives the trainer\'s outputs', once, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-tflite-train-'));
   try {
     const v1 = cnn(1);
@@ -144,7 +149,7 @@ test('a teacher diff of a .tflite CNN: the payload patches the file (float16 wei
   }
 });
 
-test('ndiff train --base model.tflite --teacher: from an .npy folder, the updated file written; an operator the executor lacks refused by name before training', async () => {
+test('ndiff train --base model.tflite --teacher: from an .npy folder, the updated file written; an operator the executor lacks refused by name before training', once, async () => {
   const { main } = await import('../cli/ndiff.ts');
   const { saveNpy } = await import('../src/io/npy/files.ts');
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-tflite-train-cli-'));
@@ -187,7 +192,7 @@ test('ndiff train --base model.tflite --teacher: from an .npy folder, the update
   }
 });
 
-test('the executor\'s gradients match finite differences (convolution, depthwise, dense, and the float16 kernel through DEQUANTIZE)', () => {
+test('the executor\'s gradients match finite differences (convolution, depthwise, dense, and the float16 kernel through DEQUANTIZE)', once, () => {
   const program = new TfliteProgram(cnn(1), { source: 'cnn.tflite' });
   try {
     const x = tf.tensor(images(4, 11), [4, 8, 8, 3]);
@@ -225,7 +230,7 @@ test('the executor\'s gradients match finite differences (convolution, depthwise
   }
 });
 
-test('docs/guides/litert.md\'s diff and train commands run as written, on stand-in models', async () => {
+test('docs/guides/litert.md\'s diff and train commands run as written, on stand-in models', once, async () => {
   const { main } = await import('../cli/ndiff.ts');
   const { saveNpy } = await import('../src/io/npy/files.ts');
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-litert-docs-'));
@@ -253,7 +258,7 @@ test('docs/guides/litert.md\'s diff and train commands run as written, on stand-
   }
 });
 
-test('ndiff diff --eval on .tflite files: base + payload measured against the target on inputs, run by the LiteRT executor', async () => {
+test('ndiff diff --eval on .tflite files: base + payload measured against the target on inputs, run by the LiteRT executor', once, async () => {
   const { main } = await import('../cli/ndiff.ts');
   const { saveNpy } = await import('../src/io/npy/files.ts');
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-tflite-eval-'));

@@ -32,8 +32,13 @@ import { saveNpy } from '../src/io/npy/files.ts';
 import { fileSystemIO, openTfjsModelDir } from '../src/io/tfjs/index.ts';
 import { main } from '../cli/ndiff.ts';
 import { tempDir } from './helpers/dirs.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
 
-describe('composite (sparse-lora) diffs on MNIST digits', () => {
+// Trains in this process only, through the readers and writers other files test on every Node
+// release (whose CLI training cases run there too): checked once per CI (test/helpers/benchmarks.ts).
+const once = { skip: onceSkip('the in-process composite training cases on MNIST are') };
+
+describe('composite (sparse-lora) diffs on MNIST digits', once, () => {
   let splits: MnistSplits;
   let model: tf.LayersModel;
   let base: MemoryWeightStore;

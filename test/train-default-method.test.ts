@@ -19,6 +19,11 @@ import { fileSystemIO } from '../src/io/tfjs/index.ts';
 import { initBackend } from '../src/engine/backend.ts';
 import { buildTflite, f32Bytes, T } from './helpers/tflite-build.ts';
 import { cnn, images } from './helpers/onnx-models.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+// Trains in this process only, through the readers and writers other files test on every Node
+// release (whose CLI training cases run there too): checked once per CI (test/helpers/benchmarks.ts).
+const once = { skip: onceSkip('the in-process default-method training cases are') };
 
 interface Run {
   code: number;
@@ -45,7 +50,7 @@ function payloadMethod(file: string): string {
 
 const LOWBIT_DEFAULT = /method lowbit \(the default: toward a teacher, distilled lowbit measured closest in docs\/BENCHMARKS\.md .*\); pass --method to choose another/;
 
-test('TF.js layers model: --teacher without --method trains lowbit and says why; labels alone train sparse; --method is kept', { timeout: 600_000 }, async () => {
+test('TF.js layers model: --teacher without --method trains lowbit and says why; labels alone train sparse; --method is kept', { ...once, timeout: 600_000 }, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-default-'));
   try {
     await initBackend('cpu');
@@ -93,7 +98,7 @@ test('TF.js layers model: --teacher without --method trains lowbit and says why;
   }
 });
 
-test('ONNX: --teacher without --method trains lowbit, for a teacher of the same structure and one with a tensor and a node added', { timeout: 600_000 }, async () => {
+test('ONNX: --teacher without --method trains lowbit, for a teacher of the same structure and one with a tensor and a node added', { ...once, timeout: 600_000 }, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-default-onnx-'));
   try {
     writeFileSync(path.join(dir, 'v1.onnx'), cnn());
@@ -140,7 +145,7 @@ function mlp(moved: number): Uint8Array {
   });
 }
 
-test('LiteRT: --teacher without --method trains lowbit', { timeout: 600_000 }, async () => {
+test('LiteRT: --teacher without --method trains lowbit', { ...once, timeout: 600_000 }, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-default-tflite-'));
   try {
     writeFileSync(path.join(dir, 'v1.tflite'), mlp(0));
@@ -159,7 +164,7 @@ test('LiteRT: --teacher without --method trains lowbit', { timeout: 600_000 }, a
   }
 });
 
-test('a teacher whose weights the base\'s names and shapes do not find keeps sparse, saying why; an explicit --method is kept as it is', async () => {
+test('a teacher whose weights the base\'s names and shapes do not find keeps sparse, saying why; an explicit --method is kept as it is', once, async () => {
   const { settleDefaultMethod, defaultMethod } = await import('../src/train/front-settings.ts');
   const base = [{ name: 'dense/kernel', shape: [8, 3] }, { name: 'dense/bias', shape: [3] }, { name: 'frame', shape: [4], patchable: false }];
   const args = (over: object) => ({ method: 'lowbit', methodDefault: defaultMethod(true), ...over }) as unknown as Parameters<typeof settleDefaultMethod>[0];
@@ -177,7 +182,7 @@ test('a teacher whose weights the base\'s names and shapes do not find keeps spa
   assert.equal(lines.length, 3, 'an explicit --method says nothing');
 });
 
-test('TF.js layers model: a teacher with a layer added (a structural payload) trains lowbit by default too', { timeout: 600_000 }, async () => {
+test('TF.js layers model: a teacher with a layer added (a structural payload) trains lowbit by default too', { ...once, timeout: 600_000 }, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-default-structural-'));
   try {
     await initBackend('cpu');

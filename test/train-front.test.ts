@@ -22,6 +22,11 @@ import { main } from '../cli/ndiff.ts';
 import { cnnInputs, cnnWeights, retrained, SIDE, writeGraphCnn } from './helpers/graph-model.ts';
 import { cnn, images } from './helpers/onnx-models.ts';
 import { mlpTflite } from './helpers/tflite-build.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+// Trains in this process only, through the readers and writers other files test on every Node
+// release (whose CLI training cases run there too): checked once per CI (test/helpers/benchmarks.ts).
+const once = { skip: onceSkip('the in-process train() cases beside ndiff train are') };
 
 const root = mkdtempSync(path.join(tmpdir(), 'nd-train-front-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
@@ -81,7 +86,7 @@ function tabular(dir: string, n: number, width: number, seed: number, labels: bo
   }
 }
 
-test('TF.js layers model, trained on labels: train() writes the bytes ndiff train writes, from the folder or its files in memory', { timeout: 600_000 }, async () => {
+test('TF.js layers model, trained on labels: train() writes the bytes ndiff train writes, from the folder or its files in memory', { ...once, timeout: 600_000 }, async () => {
   await initBackend('cpu');
   const m = tf.sequential();
   m.add(tf.layers.dense({ inputShape: [8], units: 12, activation: 'relu', name: 'd1', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }));
@@ -98,7 +103,7 @@ test('TF.js layers model, trained on labels: train() writes the bytes ndiff trai
   assert.ok(Buffer.from(inMemory.payload).equals(bytes), 'the base as its files');
 });
 
-test('TF.js graph model toward a graph-model teacher, no labels: train() writes the bytes ndiff train writes, from the folders or their files', { timeout: 600_000 }, async () => {
+test('TF.js graph model toward a graph-model teacher, no labels: train() writes the bytes ndiff train writes, from the folders or their files', { ...once, timeout: 600_000 }, async () => {
   const v1 = cnnWeights(11);
   const [base, teacher, data] = ['graph-v1', 'graph-v2', 'graph-train'].map((d) => path.join(root, d));
   await writeGraphCnn(base, v1);
@@ -111,7 +116,7 @@ test('TF.js graph model toward a graph-model teacher, no labels: train() writes 
   assert.ok(Buffer.from(inMemory.payload).equals(bytes), 'base and teacher as their files');
 });
 
-test('.onnx toward a teacher, the models given as bytes: the bytes ndiff train writes from the files', { timeout: 600_000 }, async () => {
+test('.onnx toward a teacher, the models given as bytes: the bytes ndiff train writes from the files', { ...once, timeout: 600_000 }, async () => {
   const [v1, v2] = [cnn(), cnn(0.5, 60)];
   const [base, teacher, data] = ['v1.onnx', 'v2.onnx', 'onnx-train'].map((d) => path.join(root, d));
   writeFileSync(base, v1);
@@ -124,7 +129,7 @@ test('.onnx toward a teacher, the models given as bytes: the bytes ndiff train w
   assert.ok(events.some((e) => e.kind === 'message' && /^method lowbit \(the default/.test(e.text)));
 });
 
-test('.tflite toward a teacher (a file and bytes): the bytes ndiff train writes', { timeout: 600_000 }, async () => {
+test('.tflite toward a teacher (a file and bytes): the bytes ndiff train writes', { ...once, timeout: 600_000 }, async () => {
   const [base, teacher, data] = ['v1.tflite', 'v2.tflite', 'tflite-train'].map((d) => path.join(root, d));
   writeFileSync(base, mlpTflite(0, false));
   writeFileSync(teacher, mlpTflite(0.6, false));
@@ -134,7 +139,7 @@ test('.tflite toward a teacher (a file and bytes): the bytes ndiff train writes'
   assert.ok(warnings.some((w) => /^only 8 validation example\(s\)/.test(w)), warnings.join('\n'));
 });
 
-test('a teacher of another structure (a layer added, LiteRT): train() gives the structural payload ndiff train writes', { timeout: 600_000 }, async () => {
+test('a teacher of another structure (a layer added, LiteRT): train() gives the structural payload ndiff train writes', { ...once, timeout: 600_000 }, async () => {
   const [base, teacher, data] = ['s1.tflite', 's2.tflite', 'structural-train'].map((d) => path.join(root, d));
   writeFileSync(base, mlpTflite(0, false));
   writeFileSync(teacher, mlpTflite(0.6, true));
@@ -144,7 +149,7 @@ test('a teacher of another structure (a layer added, LiteRT): train() gives the 
   assert.equal((readMsgpack(bytes) as Record<string, unknown>).nd, 7, 'a structural payload (format v7)');
 });
 
-test('options a base cannot take, data of another shape and a budget below the header are the typed errors the command maps to exit codes; nothing is written', async () => {
+test('options a base cannot take, data of another shape and a budget below the header are the typed errors the command maps to exit codes; nothing is written', once, async () => {
   const v1 = cnn();
   const out = path.join(root, 'never.ndiff');
   // Bytes record no model id.

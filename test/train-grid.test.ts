@@ -19,6 +19,11 @@ import type { MnistSplits } from '../examples/lib/mnist-task.ts';
 import { trainDiff, type TrainMethod } from '../src/train/train-diff.ts';
 import { tempDir } from './helpers/dirs.ts';
 import { disposeSplits, quantizedMnist } from './helpers/quantized-mnist.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+// Trains in this process only, through the readers and writers other files test on every Node
+// release (whose CLI training cases run there too): checked once per CI (test/helpers/benchmarks.ts).
+const once = { skip: onceSkip('the in-process training on a quantized folder\'s grid is') };
 
 interface ManifestEntry { name: string; dtype: string; quantization?: { dtype: string; scale?: number; min?: number } }
 
@@ -32,7 +37,7 @@ async function manifest(dir: string): Promise<ManifestEntry[]> {
   return json.weightsManifest.flatMap((g) => g.weights);
 }
 
-describe('learned diffs trained on the storage grid of a quantized folder', () => {
+describe('learned diffs trained on the storage grid of a quantized folder', once, () => {
   let splits: MnistSplits;
   let root: string;
 

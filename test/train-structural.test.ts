@@ -30,10 +30,15 @@ import { initBackend } from '../src/engine/backend.ts';
 import { mlpTflite } from './helpers/tflite-build.ts';
 import { CLASSES, cnnInputs, cnnWeights, retrained, writeGraphCnn } from './helpers/graph-model.ts';
 import { cnn, images } from './helpers/onnx-models.ts';
+import { onceSkip } from './helpers/benchmarks.ts';
+
+// Trains in this process only, through the readers and writers other files test on every Node
+// release (whose CLI training cases run there too): checked once per CI (test/helpers/benchmarks.ts).
+const once = { skip: onceSkip('the in-process structural training cases are') };
 
 const ONNX = { kind: 'onnx' as const, open: (b: Uint8Array) => new OnnxWeightStore(b) };
 
-test('a teacher with a tensor and a node added: a structural payload whose learned part trains the kept weights only, rebuilt by a device to --model-out', { timeout: 600_000 }, async (t) => {
+test('a teacher with a tensor and a node added: a structural payload whose learned part trains the kept weights only, rebuilt by a device to --model-out', { ...once, timeout: 600_000 }, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-structural-'));
   try {
     const v1 = cnn();
@@ -85,7 +90,7 @@ test('a teacher with a tensor and a node added: a structural payload whose learn
 });
 
 
-test('LiteRT: a teacher with a layer added ships as a structural payload; the kept weights learn, the new layer comes whole', { timeout: 600_000 }, async (t) => {
+test('LiteRT: a teacher with a layer added ships as a structural payload; the kept weights learn, the new layer comes whole', { ...once, timeout: 600_000 }, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-structural-tflite-'));
   try {
     const v1 = mlpTflite(0, false);
@@ -153,7 +158,7 @@ function closenessOf(a: tf.LayersModel, b: tf.LayersModel, x: tf.Tensor): { mean
   });
 }
 
-test('TF.js layers model: a teacher with a layer added ships as a structural payload; ndiff apply rebuilds the model the trainer evaluated, closer to the teacher than the base', { timeout: 600_000 }, async (t) => {
+test('TF.js layers model: a teacher with a layer added ships as a structural payload; ndiff apply rebuilds the model the trainer evaluated, closer to the teacher than the base', { ...once, timeout: 600_000 }, async (t) => {
   await initBackend('cpu');
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-structural-tfjs-'));
   const { base, teacher } = layersPair();
@@ -262,7 +267,7 @@ function addScale(dir: string, scale: Float32Array): void {
   writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
 }
 
-test('TF.js graph model: a teacher whose graph gained a node and a tensor ships as a structural payload; the applied folder computes what the trainer evaluated, closer to the teacher', { timeout: 600_000 }, async (t) => {
+test('TF.js graph model: a teacher whose graph gained a node and a tensor ships as a structural payload; the applied folder computes what the trainer evaluated, closer to the teacher', { ...once, timeout: 600_000 }, async (t) => {
   await initBackend('cpu');
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-structural-graph-'));
   try {
@@ -316,7 +321,7 @@ test('TF.js graph model: a teacher whose graph gained a node and a tensor ships 
   }
 });
 
-test('TF.js: a teacher whose model.json differs from the base\'s only in who wrote it (converter, Keras version) is not another structure; one with a layer added is', async () => {
+test('TF.js: a teacher whose model.json differs from the base\'s only in who wrote it (converter, Keras version) is not another structure; one with a layer added is', once, async () => {
   await initBackend('cpu');
   const { structuralFolderTeacher } = await import('../src/train/structural-teacher.ts');
   const dir = mkdtempSync(path.join(tmpdir(), 'nd-train-structural-provenance-'));

@@ -18,7 +18,13 @@
  *   apply's file operations; the kill-based crash tests run everywhere), the self-tuning
  *   training on MNIST, the library's training cases of test/train.test.ts and
  *   test/train-teacher.test.ts and the in-process ONNX cases of test/program-distill.test.ts
- *   (their CLI cases and the other trainer files run everywhere): {@link onceSkip}.
+ *   (their CLI cases and the other trainer files run everywhere): {@link onceSkip};
+ * - the files that only train in this process, whose models and payloads go through TMPDIR by the
+ *   readers and writers the other files test on every release (the trainer's fronts, default
+ *   methods, structural, composite and grid training, TF.js graph and LiteRT training, map
+ *   outputs, compiled teacher passes; each says so at its top): the trainer still runs on every
+ *   release in the CLI training cases of train.test.ts and train-teacher.test.ts and in the ONNX,
+ *   lowbit, budget-auto, thread and kernel files: {@link onceSkip}.
  *
  * That keeps CI's three suite runs within its time on a busy machine.
  */
