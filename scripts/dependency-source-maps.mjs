@@ -1,7 +1,7 @@
 // Preloaded beside tsx by `npm test` and the source checkout's `ndiff` (cli/ndiff.mjs): keeps
 // source maps for this repository's TypeScript (tsx turns them on, so a stack trace names the .ts
 // line) but skips reading the ones the dependencies ship for their bundles. tfjs alone brings seven
-// map files, 16 MB, which Node reads and parses in every process that imports it (0.3-0.45 s of CPU
+// map files, 16 MB, which Node reads and parses in every process that imports it (0.25-0.45 s of CPU
 // per process on Node 20, 22 and 24 here, measured with `node --import tsx` importing
 // src/engine/backend.ts; the suite starts hundreds of such processes). Nothing else changes: a
 // module under node_modules is compiled as before, with maps off for that moment only.
