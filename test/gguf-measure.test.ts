@@ -12,8 +12,10 @@ import { join } from 'node:path';
 import { main } from '../cli/ndiff.ts';
 import { MissingDependencyError, ModelFormatError, ModelMismatchError, UsageError } from '../src/core/errors.ts';
 import { argmax, ClosenessTally, klDivergence, notCloserThanBase, PerplexityTally } from '../src/front/measure/gguf-closeness.ts';
-import { measureGguf } from '../src/front/measure/gguf-runtime.ts';
+import { keptLlama, measureGguf } from '../src/front/measure/gguf-runtime.ts';
 import { LLAMA_VERSION, loadLlamaRuntime, type Llama, type LlamaModel } from '../src/front/measure/llama-runtime.ts';
+import { buildGguf } from '../src/io/gguf/write.ts';
+import { ggmlTypeByName } from '../src/io/gguf/types.ts';
 import { tempDir } from './helpers/dirs.ts';
 import { llamaForTests } from './helpers/llama.ts';
 
@@ -204,6 +206,33 @@ describe('through llama.cpp', { skip: llama.skip }, () => {
     assert.match(e.message, /tiny-llama-q4_k_m\.gguf: llama\.cpp \(node-llama-cpp 3\.21\.1\) cannot load it: missing tensor 'output_norm\.weight'/);
   });
 
+  test('a LoRA adapter llama.cpp refuses is a ModelFormatError quoting its reason, on the llama.cpp kept from an earlier measurement', async () => {
+    await measureGguf({ target: at('v2.gguf'), models: [at('near.gguf')], eval: TEXT, contextSize: 16, maxTokens: 20 });
+    const work = await tempDir('ndiff-measure-lora-');
+    const adapter = join(work, 'wrong-shape-lora.gguf');
+    const text = (v: string) => ({ type: 'STRING' as const, value: new TextEncoder().encode(v) });
+    const f32 = ggmlTypeByName('F32')!;
+    // An adapter for a model of another width: lora_a [in 7, r 2], lora_b [r 2, out 7] on blk.0.attn_q.
+    await writeFile(adapter, buildGguf({
+      metadata: [
+        { key: 'general.architecture', value: text('llama') }, { key: 'general.type', value: text('adapter') },
+        { key: 'adapter.type', value: text('lora') }, { key: 'adapter.lora.alpha', value: { type: 'FLOAT32', value: 2 } },
+      ],
+      tensors: [
+        { name: 'blk.0.attn_q.weight.lora_a', ne: [7, 2], type: f32, data: new Uint8Array(7 * 2 * 4) },
+        { name: 'blk.0.attn_q.weight.lora_b', ne: [2, 7], type: f32, data: new Uint8Array(2 * 7 * 4) },
+      ],
+    }));
+    const e = await measureGguf({ target: at('v2.gguf'), models: [{ file: at('v1.gguf'), lora: adapter }], eval: TEXT, contextSize: 16, maxTokens: 20 }).then(() => undefined, (x: unknown) => x);
+    assert.ok(e instanceof ModelFormatError, String(e));
+    assert.match(e.message, /wrong-shape-lora\.gguf: llama\.cpp \(node-llama-cpp 3\.21\.1\) cannot apply this LoRA adapter to .*v1\.gguf: .*(shape|dim)/i);
+    // And a model it will not load, on the same kept llama.cpp: llama.cpp's reason, not only that it failed.
+    const tiny = join(dir, '..', 'tiny-llama-q4_k_m.gguf');
+    const f = await measureGguf({ target: tiny, models: [tiny], eval: TEXT }).then(() => undefined, (x: unknown) => x);
+    assert.ok(f instanceof ModelFormatError, String(f));
+    assert.match(f.message, /cannot load it: missing tensor 'output_norm\.weight'/);
+  });
+
   test('ndiff measure: a model no closer to --target than --base exits 10 naming it (its figures in --json); a closer one exits 0', async () => {
     const args = ['measure', '--target', at('v2.gguf'), '--base', at('v1.gguf'), '--eval', TEXT, '--context', '64', '--max-tokens', '300'];
     const long = await cli(['measure', '--target', at('v2.gguf'), at('near.gguf'), '--eval', TEXT, '--context', '513']);
@@ -232,13 +261,12 @@ describe('through llama.cpp', { skip: llama.skip }, () => {
   });
 });
 
-/** One llama.cpp for the test's own reads, and each model loaded once. */
+/** The test's own reads on the process's llama.cpp (a second one would take llama.cpp's log from measuring), each model loaded once. */
 let shared: Promise<{ l: Llama; models: Map<string, Promise<LlamaModel>> }> | undefined;
 
-/** `file` loaded in the test's own llama.cpp (once). */
+/** `file` loaded for the test's own reads (once). */
 async function modelOf(file: string): Promise<LlamaModel> {
-  const { module } = llama.runtime!;
-  shared ??= module.getLlama({ gpu: false, build: 'never', logLevel: module.LlamaLogLevel.error, maxThreads: 1 }).then((l) => ({ l, models: new Map() }));
+  shared ??= keptLlama(llama.runtime!).then((l) => ({ l, models: new Map() }));
   const { l, models } = await shared;
   if (!models.has(file)) models.set(file, l.loadModel({ modelPath: file }));
   return models.get(file) as Promise<LlamaModel>;

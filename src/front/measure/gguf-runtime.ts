@@ -8,6 +8,7 @@
  * base a patch started from, a patched model no closer to the target than the base is named.
  */
 import { open } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { DataError, ModelFormatError, ModelMismatchError, UsageError } from '../../core/errors.ts';
 import { openGgufModel } from '../../io/gguf/files.ts';
@@ -15,7 +16,7 @@ import { ggufText, metadataValue } from '../../io/gguf/header.ts';
 import { summarizeGguf } from '../../io/gguf/summary.ts';
 import { NO_PROGRESS, type Progress } from '../progress.ts';
 import { argmax, ClosenessTally, notCloserThanBase, PerplexityTally } from './gguf-closeness.ts';
-import { loadLlamaRuntime, type LlamaContextSequence, type LlamaModel, type LoadedLlama } from './llama-runtime.ts';
+import { loadLlamaRuntime, type Llama, type LlamaContextSequence, type LlamaModel, type LoadedLlama } from './llama-runtime.ts';
 
 /** A model measured with a LoRA adapter (a GGUF of convert_lora_to_gguf.py) that llama.cpp applies at run time, at scale 1. */
 export interface GgufModelWithLora {
@@ -195,16 +196,12 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
     throw e;
   });
   const runtime: LoadedLlama = await loadLlamaRuntime(o.env);
-  const { getLlama, LlamaLogLevel } = runtime.module;
   // llama.cpp's own error lines are kept (the last few) to say why a model did not load, not printed.
   const log: string[] = [];
-  const logger = (_level: unknown, message: string) => {
-    log.push(String(message).trim());
-    if (log.length > 32) log.shift();
-  };
-  const llama = await getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error, logger, maxThreads: threads });
+  logSinks.add(log);
   const runners: Runner[] = [];
   try {
+    const llama = await keptLlama(runtime);
     // Loaded once each, in order; a file named twice is loaded twice (a copy measured against itself).
     for (const [file, role, lora] of files) {
       let model: LlamaModel;
@@ -212,6 +209,7 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
       try {
         model = await llama.loadModel({ modelPath: path.resolve(file) });
       } catch (e) {
+        await lastLogLines();
         const why = log.filter((l) => l && !/failed to (load model|read key-value pairs)/.test(l)).map((l) => l.replace(/^[\w]+: (error loading model: )?/, ''));
         const last = [...new Set(why)].slice(-2);
         throw new ModelFormatError(`${file}: llama.cpp (node-llama-cpp ${runtime.version}) cannot load it: ${last.length ? last.join('; ') : (e as Error).message.split('\n')[0]}`, { model: file, llama: last });
@@ -234,8 +232,9 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
     const span = bos === null ? contextSize : contextSize - 1;
     for (const r of runners) {
       log.length = 0;
-      const context = await r.model.createContext({ contextSize, batchSize: Math.min(contextSize, Math.max(step, 8)), threads, sequences: 1, ...(r.lora !== undefined ? { lora: path.resolve(r.lora) } : {}) }).catch((e: Error) => {
+      const context = await r.model.createContext({ contextSize, batchSize: Math.min(contextSize, Math.max(step, 8)), threads, sequences: 1, ...(r.lora !== undefined ? { lora: path.resolve(r.lora) } : {}) }).catch(async (e: Error) => {
         if (r.lora === undefined) throw e;
+        await lastLogLines();
         const why = [...new Set(log.filter((l) => l))].slice(-2);
         throw new ModelFormatError(`${r.lora}: llama.cpp (node-llama-cpp ${runtime.version}) cannot apply this LoRA adapter to ${r.file}: ${why.length ? why.join('; ') : e.message.split('\n')[0]}`, { model: r.file, lora: r.lora, llama: why });
       });
@@ -300,6 +299,42 @@ export async function measureGguf(o: GgufMeasureOptions): Promise<GgufMeasureRep
     };
   } finally {
     for (const r of runners) await r.model.dispose().catch(() => {});
-    await llama.dispose().catch(() => {});
+    logSinks.delete(log);
   }
+}
+
+/** The measurements running now: each keeps llama.cpp's last log lines, to say why a model did not load. */
+const logSinks = new Set<string[]>();
+/** The llama.cpp of each runtime, for the life of the process (see {@link keptLlama}). */
+const llamas = new Map<string, Promise<Llama>>();
+
+/** llama.cpp's last lines about a failure can come after the failure itself: they are in by the next turn of the event loop. */
+const lastLogLines = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * The process's llama.cpp of `runtime`, loaded at its first use and kept (each measurement sets its
+ * threads per context). node-llama-cpp tests a prebuilt binary in a child process each time it is
+ * loaded on Linux (about 0.6 s, and 2 s of CPU, here), which a calibration measuring tensor after
+ * tensor, or a release measuring payload after payload, paid at every measurement. Models are
+ * loaded and disposed per measurement; the kept llama.cpp holds no model and does not keep the
+ * process alive. node-llama-cpp's binding has one logger, which a llama.cpp loaded later in the
+ * process takes (the second one loaded prints to stdout instead), so code in this process that runs
+ * llama.cpp itself (the tests' own reads) uses this one, or measuring's refusals lose llama.cpp's
+ * reasons.
+ */
+export function keptLlama(runtime: LoadedLlama): Promise<Llama> {
+  let llama = llamas.get(runtime.from);
+  if (llama === undefined) {
+    const { getLlama, LlamaLogLevel } = runtime.module;
+    const logger = (_level: unknown, message: string) => {
+      for (const log of logSinks) {
+        log.push(String(message).trim());
+        if (log.length > 32) log.shift();
+      }
+    };
+    const loading = getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error, logger, maxThreads: availableParallelism() });
+    loading.catch(() => llamas.delete(runtime.from));
+    llamas.set(runtime.from, (llama = loading));
+  }
+  return llama;
 }
