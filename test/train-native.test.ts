@@ -500,7 +500,7 @@ describe('training on native reaches wasm\'s accuracy; a seed and thread count g
 const cliScript = (args: string[]) => [
   "const tf = await import('@tensorflow/tfjs');",
   "const { join } = await import('node:path');",
-  "const { mkdtemp, mkdir } = await import('node:fs/promises');",
+  "const { mkdtemp, mkdir, rm } = await import('node:fs/promises');",
   "const { tmpdir } = await import('node:os');",
   "const { fileSystemIO } = await import('./src/io/tfjs/index.ts');",
   "const { saveNpy } = await import('./src/io/npy/files.ts');",
@@ -514,6 +514,7 @@ const cliScript = (args: string[]) => [
   'const lines = [];',
   'const io = { out: (l) => lines.push(l), err: (l) => lines.push(l), progress: (l) => lines.push(l) };',
   `const code = await main(['train', '--model-id', 'tiny', '--base', join(dir, 'v1'), '--train', join(dir, 'train'), '--epochs', '1', '--tune', 'off', '--allow-worse', '--budget', '200', '--loss', 'sparse_categorical_crossentropy', '--out', join(dir, 'u.ndiff'), ...${JSON.stringify(args)}], io);`,
+  'await rm(dir, { recursive: true, force: true });',
   'console.log(JSON.stringify({ code, lines }));',
 ].join('\n');
 
