@@ -5,7 +5,10 @@
  * message out, over the IPC channel of `child_process.fork`.
  */
 import processPayloadJob, { type QueuedJobData } from './processor.ts';
-import type { JobProcessMessage, JobProcessRequest } from './sandbox.ts';
+import { useJobTemp, type JobProcessMessage, type JobProcessRequest } from './sandbox.ts';
+
+// What a job leaves in its temporary folder is removed with this process (src/release/queue/sandbox.ts).
+useJobTemp();
 
 const send = (m: JobProcessMessage) => new Promise<void>((resolve) => {
   if (!process.send) return resolve();

@@ -10,6 +10,9 @@
  * holds no work, and a job handed back is left for another worker).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 
 /** Worker to job process. */
 export interface JobProcessRequest {
@@ -30,6 +33,29 @@ export interface JobProcessOptions {
   file: string;
   execArgv?: string[];
   env: NodeJS.ProcessEnv;
+  /**
+   * Each process's temporary folder is a folder of its own made in here (the process takes it with
+   * {@link useJobTemp}), removed when the process exits: what a job killed mid-way left there (a
+   * version's files copied out, a learned job's training folder) goes with it.
+   */
+  tempIn?: string;
+}
+
+/** The variable that names a job process's own temporary folder (see {@link useJobTemp}). */
+export const JOB_TMPDIR = 'NDIFF_JOB_TMPDIR';
+
+/**
+ * In a job process: the folder its pool made for it (`tempIn`) becomes its temporary folder
+ * (TMPDIR, TMP and TEMP, which `os.tmpdir()` reads at each call). Taken once the process has
+ * started rather than given at the fork, so a loader's own cache (tsx keeps its compiled files in
+ * the machine's temporary folder) stays shared between processes.
+ */
+export function useJobTemp(): void {
+  const temp = process.env[JOB_TMPDIR];
+  if (!temp) return;
+  process.env.TMPDIR = temp;
+  process.env.TMP = temp;
+  process.env.TEMP = temp;
 }
 
 /** A job that failed in its process, or because its process exited. */
@@ -61,6 +87,8 @@ export class JobProcesses {
   private idle: Slot[] = [];
   private all = new Set<Slot>();
   private closed = false;
+  /** The removals of exited processes' temporary folders under way. */
+  private removals = new Set<Promise<void>>();
 
   constructor(private readonly options: JobProcessOptions) {}
 
@@ -75,7 +103,9 @@ export class JobProcesses {
   }
 
   private start(): Slot {
-    const child = fork(this.options.file, [], { ...(this.options.execArgv ? { execArgv: this.options.execArgv } : {}), env: this.options.env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const temp = this.options.tempIn === undefined ? undefined : mkdtempSync(path.join(this.options.tempIn, 'tmp-'));
+    const env = temp === undefined ? this.options.env : { ...this.options.env, [JOB_TMPDIR]: temp };
+    const child = fork(this.options.file, [], { ...(this.options.execArgv ? { execArgv: this.options.execArgv } : {}), env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let readyResolve!: () => void;
     let readyReject!: (e: Error) => void;
     const slot: Slot = { child, ready: new Promise<void>((res, rej) => { readyResolve = res; readyReject = rej; }) };
@@ -87,6 +117,11 @@ export class JobProcesses {
     });
     child.on('error', () => {}); // an exit follows and says why
     child.once('exit', (code, signal) => {
+      if (temp !== undefined) {
+        const removed = rm(temp, { recursive: true, force: true }).catch(() => {});
+        this.removals.add(removed);
+        void removed.then(() => this.removals.delete(removed));
+      }
       slot.gone = `the job's process (pid ${child.pid}) exited${signal ? ` on ${signal}` : ` with code ${code}`}`;
       this.all.delete(slot);
       this.idle = this.idle.filter((s) => s !== slot);
@@ -145,5 +180,6 @@ export class JobProcesses {
       s.child.once('exit', () => resolve());
       s.child.kill('SIGKILL');
     })));
+    await Promise.all(this.removals);
   }
 }

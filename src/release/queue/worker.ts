@@ -132,7 +132,9 @@ export async function startQueueWorker(queue: string, options: QueueWorkerOption
   const cacheDir = await mkdtemp(path.join(tmpdir(), `ndiff-worker-${process.pid}-`));
   const proc = processorFile();
   const threads = threadsPerJob(concurrency);
-  const processes = new JobProcesses({ file: proc.file, ...(proc.execArgv ? { execArgv: proc.execArgv } : {}), env: sandboxEnv(process.env, cacheDir, threads) });
+  // Each job process's TMPDIR is a folder of its own in the worker's: removed when the process
+  // exits, and with the worker's folder by the next worker on the machine when the worker dies.
+  const processes = new JobProcesses({ file: proc.file, ...(proc.execArgv ? { execArgv: proc.execArgv } : {}), env: sandboxEnv(process.env, cacheDir, threads), tempIn: cacheDir });
   processes.warm(concurrency);
   const name = workerName();
   // The jobs running now, each with what ends it at once (for a hand-back).
