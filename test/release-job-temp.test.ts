@@ -18,9 +18,9 @@ import { tempDir } from './helpers/dirs.ts';
 const JOB = `
 import { useJobTemp } from ${JSON.stringify(join(import.meta.dirname, '..', 'src', 'release', 'queue', 'sandbox.ts'))};
 import { tmpdir } from 'node:os';
-useJobTemp();
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+useJobTemp();
 process.on('message', (m) => {
   if (m?.type !== 'run') return;
   const file = join(tmpdir(), 'half-done.bin');
@@ -34,10 +34,16 @@ process.send({ type: 'ready' });
 /** The job processes' loader, as a worker run from the sources gives them (processorFile). */
 const TSX = ['--import', 'tsx', '--conditions=neural-diff-source'];
 
-test('each job process has a temporary folder of its own in the worker\'s, removed with the process when a job is stopped mid-way', async () => {
+/** A fresh folder with {@link JOB} written in it as job.mjs. */
+async function jobFile(): Promise<{ work: string; file: string }> {
   const work = await tempDir('ndiff-job-temp-');
   const file = join(work, 'job.mjs');
   await writeFile(file, JOB);
+  return { work, file };
+}
+
+test('each job process has a temporary folder of its own in the worker\'s, removed with the process when a job is stopped mid-way', async () => {
+  const { work, file } = await jobFile();
   const tempIn = join(work, 'worker');
   await mkdir(tempIn);
   const pool = new JobProcesses({ file, execArgv: TSX, env: process.env, tempIn });
@@ -65,9 +71,7 @@ test('each job process has a temporary folder of its own in the worker\'s, remov
 });
 
 test('without tempIn, a job process keeps the environment it was given', async () => {
-  const work = await tempDir('ndiff-job-temp-');
-  const file = join(work, 'job.mjs');
-  await writeFile(file, JOB);
+  const { work, file } = await jobFile();
   const pool = new JobProcesses({ file, execArgv: TSX, env: { ...process.env, TMPDIR: work } });
   const stop = new AbortController();
   let tmp = '';
