@@ -171,7 +171,7 @@ describe('max pooling\'s gradient on the native threads: the scalar twins\' bits
 
   it('more channels than the stack holds and no memory left for their running maxima: a typed error, dx untouched (it was left unwritten without a word)', { skip: existsSync('/usr/bin/prlimit') ? false : 'prlimit (util-linux) is not installed' }, () => {
     for (const threads of ['1', '2']) {
-      const child = spawnSync(process.execPath, ['--conditions=neural-diff-source', '--import', 'tsx', 'test/helpers/native-memory-child.ts', 'maxPoolGrad', String(1 << 23), threads], { encoding: 'utf8' });
+      const child = spawnSync(process.execPath, ['--jitless', '--conditions=neural-diff-source', '--import', 'tsx', 'test/helpers/native-memory-child.ts', 'maxPoolGrad', String(1 << 23), threads], { encoding: 'utf8' });
       assert.equal(child.status, 0, child.stderr);
       const out = JSON.parse(child.stdout) as { threw: string | null; message: string; dxUntouched: boolean };
       assert.equal(out.threw, 'ModelFormatError', `${threads} thread(s): ${child.stdout}`);

@@ -337,7 +337,7 @@ describe('hostile arguments with the pool running', { skip }, () => {
     const hard = /Max stack size\s+\S+\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
     const stack = Math.min(2 ** 30, hard === undefined ? Infinity : Number(hard));
     if (stack < 256 * 2 ** 20) return t.skip(`the hard stack limit (${stack} bytes) leaves too little room beside a thread's stack to test this`);
-    const child = spawnSync('prlimit', [`--stack=${stack}:`, process.execPath, '--conditions=neural-diff-source', '--import', 'tsx', 'test/helpers/native-memory-child.ts', 'setThreads', '2', '8'], { encoding: 'utf8' });
+    const child = spawnSync('prlimit', [`--stack=${stack}:`, process.execPath, '--jitless', '--conditions=neural-diff-source', '--import', 'tsx', 'test/helpers/native-memory-child.ts', 'setThreads', '2', '8'], { encoding: 'utf8' });
     assert.equal(child.status, 0, `${child.stderr}\n(signal ${child.signal}; stack limit ${stack} bytes)`);
     const out = JSON.parse(child.stdout) as { threw: string | null; message: string; poolThreads: number };
     assert.equal(out.threw, 'ModelFormatError', child.stdout);

@@ -8,7 +8,11 @@
  *   setThreads FROM TO: a pool of FROM threads asked for TO, whose thread stacks cannot be mapped:
  *     { threw, message, poolThreads: the pool's threads after }
  *
- *   node --conditions=neural-diff-source --import tsx test/helpers/native-memory-child.ts MODE A B
+ *   node --jitless --conditions=neural-diff-source --import tsx test/helpers/native-memory-child.ts MODE A B
+ *
+ * `--jitless` leaves WebAssembly out of the process: a WebAssembly instance reserves gigabytes of
+ * address space, so one made after the cap (tsx's module lexer, on Node 22 and 24, compiles its
+ * wasm when the first CommonJS module loads and instantiates it later) fails the process itself.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
