@@ -1,6 +1,6 @@
 /**
  * What `.ci/run` promises in its header: the README's test command in place, then fresh clones on
- * the newer Node releases whose parts (`test/fresh-clone/run.sh --shard K/N`) together hold every
+ * the other Node releases whose parts (`test/fresh-clone/run.sh --shard K/N`) together hold every
  * test file exactly once.
  */
 import assert from 'node:assert/strict';
@@ -30,6 +30,24 @@ test('the fresh clones\' parts cover the test files once: K runs over 1..N, each
   assert.ok(parts.every((p) => p.n === n), `one N for every part: ${JSON.stringify(parts)}`);
   assert.deepEqual(parts.map((p) => p.k).sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i + 1));
   assert.equal(new Set(parts.map((p) => p.node)).size, parts.length, 'each part on its own Node release');
+});
+
+test('every Node release the package supports runs: one in place, each of the others in a fresh clone, each a release its engines range takes', () => {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { engines: { node: string } };
+  const testAt = commands.indexOf('npm test');
+  const inPlace = commands.slice(0, testAt).map((l) => /scripts\/node-release\.sh (\d+\.\d+\.\d+)/.exec(l)?.[1]).filter(Boolean).at(-1);
+  assert.ok(inPlace, 'the in-place run names its Node release (scripts/node-release.sh VERSION before `npm test`)');
+  const clones = commands.filter((l) => l.includes('test/fresh-clone/run.sh')).map((l) => /--node[ =](\d+\.\d+\.\d+)/.exec(l)?.[1]);
+  assert.ok(clones.every(Boolean), `each fresh clone names its Node release: ${JSON.stringify(clones)}`);
+  const majors = [inPlace, ...clones].map((v) => Number(v!.split('.')[0]));
+  // engines: "^20.19.0 || ^22.12.0 || >=24.0.0": the majors it names, each run once.
+  const supported = [...pkg.engines.node.matchAll(/(\d+)\.(\d+)\.(\d+)/g)].map((m) => ({ major: Number(m[1]), minor: Number(m[2]) }));
+  assert.deepEqual([...majors].sort((a, b) => a - b), supported.map((r) => r.major).sort((a, b) => a - b), `the releases run (${[inPlace, ...clones].join(', ')}) against engines ${pkg.engines.node}`);
+  for (const v of [inPlace, ...clones]) {
+    const [major, minor] = v!.split('.').map(Number);
+    const range = supported.find((r) => r.major === major)!;
+    assert.ok(minor >= range.minor, `${v} is older than engines' ${range.major}.${range.minor}`);
+  }
 });
 
 test('run.sh refuses a part that is not K/N with 1 <= K <= N, before cloning anything', () => {

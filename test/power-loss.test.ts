@@ -8,8 +8,8 @@
  * compared byte for byte with the old and the new version's.
  *
  * The sampled crash states (minutes: hundreds of folders rebuilt and loaded, all under /dev/shm,
- * never in the checkout or TMPDIR) are checked once per CI, in the suite on the machine's Node;
- * the fresh-clone runs on newer Node releases skip them (test/helpers/benchmarks.ts). What they
+ * never in the checkout or TMPDIR) are checked once per CI, in the in-place suite;
+ * the fresh-clone runs on the other Node releases skip them (test/helpers/benchmarks.ts). What they
  * prove is the order of the apply's file operations, which a Node release, a checkout's path or
  * TMPDIR does not change; the file operations themselves on those releases and paths are exercised
  * there by the kill-based crash tests (test/crash-injection.test.ts, test/rebuild-crash.test.ts,

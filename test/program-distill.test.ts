@@ -5,7 +5,7 @@
  * (its `x` holds example ids), scored by the teacher on the very rows the student trains on.
  *
  * The four ONNX training cases that only train in this process (no file, folder or child process)
- * are checked once per CI, in the suite on the machine's Node; the fresh-clone runs on newer Node
+ * are checked once per CI, in the in-place suite; the fresh-clone runs on the other Node
  * releases skip them (test/helpers/benchmarks.ts) and run the TF.js graph model and LiteRT cases,
  * which draw distillation inputs and augment through train() and `ndiff train` from folders in the
  * clone's TMPDIR, and the refusals (test/onnx-train.test.ts trains ONNX programs there too).

@@ -5,8 +5,8 @@
  * checks, the device applier, and `ndiff diff --eval` / `ndiff train --teacher` from the CLI.
  *
  * The library's training cases (the trainer called in this process: no file, folder or child
- * process) are checked once per CI, in the suite on the machine's Node; the fresh-clone runs on
- * newer Node releases skip them (test/helpers/benchmarks.ts) and run the interface checks and the
+ * process) are checked once per CI, in the in-place suite; the fresh-clone runs on
+ * the other Node releases skip them (test/helpers/benchmarks.ts) and run the interface checks and the
  * CLI case, which trains toward the same teacher and writes into the clone's TMPDIR. The sparse
  * and top-k diffs the library cases compare are made on the first case's demand, so a run that
  * skips them does not train them.

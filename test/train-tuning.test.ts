@@ -11,8 +11,8 @@
  * - batch sizes the wasm backend's 4 GiB cannot hold are refused naming --batch-size.
  *
  * The MNIST part (minutes of training, all of it in this process: no file, folder, TMPDIR or
- * child process) is checked once per CI, in the suite on the machine's Node; the fresh-clone runs
- * on newer Node releases skip it (test/helpers/benchmarks.ts), since what a Node release, a
+ * child process) is checked once per CI, in the in-place suite; the fresh-clone runs
+ * on the other Node releases skip it (test/helpers/benchmarks.ts), since what a Node release, a
  * checkout's path or TMPDIR can change in training is exercised there by test/train.test.ts,
  * test/train-teacher.test.ts and the other trainer files, and the small cases below still run.
  */

@@ -4,8 +4,8 @@
  * gets, that learned sparse diffs beat post-hoc top-k at the same bytes, and determinism.
  *
  * The library's training cases (the trainers called in this process: no file, folder or child
- * process) are checked once per CI, in the suite on the machine's Node; the fresh-clone runs on
- * newer Node releases skip them (test/helpers/benchmarks.ts) and run the `ndiff train` cases,
+ * process) are checked once per CI, in the in-place suite; the fresh-clone runs on
+ * the other Node releases skip them (test/helpers/benchmarks.ts) and run the `ndiff train` cases,
  * which train the same way and write their payloads, models and metrics into the clone's TMPDIR.
  * The sparse and full runs those library cases compare are made on the first case's demand, so a
  * run that skips them does not train them.

@@ -49,10 +49,10 @@ if [ -n "$node" ]; then
   echo "fresh-clone: Node $(node --version) ($bin)"
   # The benchmark and example runs, the pages in Chromium and the builds by other tools (TypeDoc,
   # clang) and the long in-process checks (power-loss crash states under /dev/shm, the library's
-  # training cases on MNIST and ONNX) are checked in the suite on the machine's Node (test/helpers/benchmarks.ts); on another
+  # training cases on MNIST and ONNX) are checked in CI's in-place suite (test/helpers/benchmarks.ts); on another
   # release the suite checks what a Node release can change.
   export NDIFF_SKIP_BENCHMARKS=1
-  echo "fresh-clone: NDIFF_SKIP_BENCHMARKS=1 (benchmark and example runs, Chromium pages, TypeDoc, clang and TypeScript builds, power-loss crash states and the library's in-process training cases are checked once, on the machine's Node)"
+  echo "fresh-clone: NDIFF_SKIP_BENCHMARKS=1 (benchmark and example runs, Chromium pages, TypeDoc, clang and TypeScript builds, power-loss crash states and the library's in-process training cases are checked once, in CI's in-place suite)"
 fi
 
 made=()

@@ -1,5 +1,5 @@
 /**
- * What CI checks once, in the suite on the machine's Node, and its suite runs on the other Node
+ * What CI checks once, in its in-place suite (on Node 24), and its suite runs on the other Node
  * releases (`test/fresh-clone/run.sh --node`, which sets NDIFF_SKIP_BENCHMARKS=1) do not check
  * again. Those runs check what a Node release, a checkout's path or TMPDIR can change (the
  * runtime, its flags, memory, files and processes), which the rest of the suite exercises. Not
@@ -34,7 +34,7 @@ export const repeatRun = process.env.NDIFF_SKIP_BENCHMARKS === '1';
 
 /** The skip reason of a test CI checks once (see the module doc), or false. */
 export function onceSkip(what: string): string | false {
-  return repeatRun ? `NDIFF_SKIP_BENCHMARKS=1: ${what} checked once per CI, in the suite on the machine's Node` : false;
+  return repeatRun ? `NDIFF_SKIP_BENCHMARKS=1: ${what} checked once per CI, in the in-place suite` : false;
 }
 
 /** The skip reason of a benchmark's or an example's quick run in a repeated suite run, or false. */
