@@ -1,7 +1,7 @@
 /**
  * What `.ci/run` promises in its header: the README's test command in place, then fresh clones on
- * the other Node releases whose parts (`test/fresh-clone/run.sh --shard K/N`) together hold every
- * test file exactly once.
+ * the other Node releases whose parts (`test/fresh-clone/run.sh --shard K/N`, or `K,L/N` for several
+ * parts in one clone) together hold every test file exactly once.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -21,15 +21,15 @@ test('.ci/run runs the README\'s test command in place', () => {
 
 test('the fresh clones\' parts cover the test files once: K runs over 1..N, each once, one N', () => {
   const parts = commands.filter((l) => l.includes('test/fresh-clone/run.sh')).map((l) => {
-    const m = /--shard[ =](\d+)\/(\d+)/.exec(l);
+    const m = /--shard[ =]([\d,]+)\/(\d+)/.exec(l);
     assert.ok(m, `a fresh-clone line without --shard runs the whole suite again: ${l}`);
-    return { k: Number(m[1]), n: Number(m[2]), node: /--node[ =](\S+)/.exec(l)?.[1] };
+    return { ks: m[1].split(',').map(Number), n: Number(m[2]), node: /--node[ =](\S+)/.exec(l)?.[1] };
   });
   assert.ok(parts.length >= 1, 'at least one fresh clone');
   const n = parts[0].n;
   assert.ok(parts.every((p) => p.n === n), `one N for every part: ${JSON.stringify(parts)}`);
-  assert.deepEqual(parts.map((p) => p.k).sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i + 1));
-  assert.equal(new Set(parts.map((p) => p.node)).size, parts.length, 'each part on its own Node release');
+  assert.deepEqual(parts.flatMap((p) => p.ks).sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i + 1));
+  assert.equal(new Set(parts.map((p) => p.node)).size, parts.length, 'each clone on its own Node release');
 });
 
 test('every Node release the package supports runs: one in place, each of the others in a fresh clone, each a release its engines range takes', () => {
@@ -50,8 +50,8 @@ test('every Node release the package supports runs: one in place, each of the ot
   }
 });
 
-test('run.sh refuses a part that is not K/N with 1 <= K <= N, before cloning anything', () => {
-  for (const bad of ['0/2', '3/2', '1', 'a/b', '1/0']) {
+test('run.sh refuses a part that is not K/N with 1 <= K <= N (or K,L/N increasing), before cloning anything', () => {
+  for (const bad of ['0/2', '3/2', '1', 'a/b', '1/0', '2,2/3', '3,2/3', '2,4/3', ',1/3']) {
     const r = spawnSync('bash', [join(root, 'test/fresh-clone/run.sh'), '--shard', bad], { encoding: 'utf8' });
     assert.equal(r.status, 2, `${bad}: ${r.stdout}${r.stderr}`);
     assert.match(r.stderr, /--shard takes K\/N with 1 <= K <= N/, bad);

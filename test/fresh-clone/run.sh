@@ -7,6 +7,7 @@
 #   bash test/fresh-clone/run.sh --keep    # keep the clones (their paths are printed)
 #   bash test/fresh-clone/run.sh --node 24.21.0   # on that Node release (scripts/node-release.sh fetches it)
 #   bash test/fresh-clone/run.sh --shard 1/2      # the suite's first half of test files (Node's --test-shard)
+#   bash test/fresh-clone/run.sh --shard 2,3/3    # the second and third of three parts, one after the other
 #
 # The conditions: the checkout inside a folder only its owner may enter (mode 0700, as `mktemp -d`
 # makes it, and as /root is when working as root); a path with spaces and non-ASCII characters;
@@ -33,14 +34,25 @@ for arg in "$@"; do
     *) echo "fresh-clone: unknown option '$arg' (expected --quick, --full, --keep, --node VERSION or --shard K/N)" >&2; exit 2 ;;
   esac
 done
+parts=()
 if [ -n "$shard" ]; then
-  if ! [[ "$shard" =~ ^([1-9][0-9]*)/([1-9][0-9]*)$ ]] || [ "${BASH_REMATCH[1]}" -gt "${BASH_REMATCH[2]}" ]; then
-    echo "fresh-clone: --shard takes K/N with 1 <= K <= N (the K-th of N parts of the test files), not '$shard'" >&2; exit 2
+  # K/N, or several parts of the same N (K,L/N), each once and in order.
+  ok=1
+  if [[ "$shard" =~ ^([1-9][0-9]*(,[1-9][0-9]*)*)/([1-9][0-9]*)$ ]]; then
+    total="${BASH_REMATCH[3]}" prev=0
+    IFS=, read -r -a ks <<<"${BASH_REMATCH[1]}"
+    for k in "${ks[@]}"; do
+      if [ "$k" -gt "$total" ] || [ "$k" -le "$prev" ]; then ok=0; fi
+      prev="$k"; parts+=("$k/$total")
+    done
+  else ok=0; fi
+  if [ "$ok" = 0 ]; then
+    echo "fresh-clone: --shard takes K/N with 1 <= K <= N (the K-th of N parts of the test files), or parts K,L/N in increasing order, not '$shard'" >&2; exit 2
   fi
   # Node's test runner takes the files whose place in the sorted list is K-1 modulo N; npm test's
   # command line stays the README's (NODE_OPTIONS reaches the runner; children ignore the flag).
-  export NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--test-shard=$shard"
-  echo "fresh-clone: test files of part $shard only (--test-shard=$shard)"
+  # Several parts run one after the other in the same clone, each its own `npm test`.
+  echo "fresh-clone: test files of part${parts[1]+s} ${parts[*]} only (--test-shard)"
 fi
 
 if [ -n "$node" ]; then
@@ -69,7 +81,13 @@ run_in() {
   ( cd "$dest"
     [ -n "$tmp" ] && export TMPDIR="$tmp"
     npm install --no-audit --no-fund --loglevel=error
-    npm test ) || { echo "fresh-clone: the suite failed in '$dest' ($label)" >&2; return 1; }
+    if [ "${#parts[@]}" = 0 ]; then npm test
+    else
+      for part in "${parts[@]}"; do
+        echo "fresh-clone: part $part (--test-shard=$part)"
+        NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--test-shard=$part" npm test
+      done
+    fi ) || { echo "fresh-clone: the suite failed in '$dest' ($label)" >&2; return 1; }
 }
 
 private() { local d; d="$(mktemp -d)"; chmod 700 "$d"; made+=("$d"); printf '%s' "$d"; }
