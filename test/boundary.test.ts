@@ -162,3 +162,22 @@ test('neural-diff/sequence-stores (src/apply/sequence-stores.ts) bundles for the
   assert.deepEqual(inputs.filter((p) => /@tensorflow|node_modules\//.test(p) || p.startsWith('node:')), []);
   assert.ok(gzipSync(result.outputFiles[0].contents).length < 3_000, 'the stores stay small');
 });
+
+test('the CLI starts without the library\'s commands: what `ndiff` loads before a command runs (static imports from cli/ndiff.ts) reaches no reader, encoder, trainer or release code; each command loads its own when it runs', () => {
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const src = readFileSync(file, 'utf8');
+    // Static imports and re-exports that carry values (`import type` and `export type` are erased).
+    for (const m of src.matchAll(/^(?:import|export)\s+(?!type\s)(?:[^'";]*?\sfrom\s+)?['"]([^'"]+)['"]/gm)) {
+      if (m[1].startsWith('.')) visit(resolve(dirname(file), m[1]));
+    }
+  };
+  visit(join(root, 'cli/ndiff.ts'));
+  const ours = [...seen].map((f) => f.slice(root.length + 1));
+  const heavy = ours.filter((f) => /^src\/(front\/(apply|diff|verify|fingerprint|inspect|keys|update|release|gguf|models)\.ts|front\/measure\/|io\/(model-paths|tfjs|onnx|tflite|gguf|safetensors)\b|train\/front\.ts|engine\/|lowbit-diff\/|topk-diff\/)/.test(f));
+  assert.deepEqual(heavy, [], 'loaded by every `ndiff` start (load these in the command\'s run instead)');
+  assert.ok(ours.includes('cli/commands/apply.ts') && ours.includes('cli/commands/release.ts'), `walked ${ours.length} files`);
+  assert.ok(ours.length < 100, `every \`ndiff\` start loads ${ours.length} of our modules`);
+});

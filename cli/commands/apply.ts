@@ -1,11 +1,7 @@
 import type { Argv } from 'yargs';
 import { NeuralDiffError } from '../../src/core/errors.ts';
-import { DIGESTS_FILE } from '../../src/io/tfjs/recorded-digests.ts';
-import { DEFAULT_STATE_FILE } from '../../src/io/durable/sequence-file.ts';
-import { FOLDER_FILE } from '../../src/io/durable/control-files.ts';
-import { MODEL_ID_SUFFIX } from '../../src/io/durable/model-id-file.ts';
 import type { RecoveryReport } from '../../src/io/durable/lock.ts';
-import { apply, type ApplyReport } from '../../src/front/apply.ts';
+import type { ApplyReport } from '../../src/front/apply.ts';
 import type { CliIO } from '../common.ts';
 import { describePending } from './update.ts';
 import { describeSignature, signatureOptions, type SignatureArgs } from '../keys.ts';
@@ -56,6 +52,7 @@ function reportRecovery(model: string, e: unknown, io: CliIO): void {
 
 /** `ndiff apply`: one call of the library's {@link apply}, its result printed. */
 export async function runApply(a: ApplyArgs, io: CliIO): Promise<number> {
+  const { apply } = await import('../../src/front/apply.ts');
   let r: ApplyReport;
   try {
     r = await apply({

@@ -1,15 +1,11 @@
 import type { Argv } from 'yargs';
 import { formatBytes } from '../../src/diff/budget.ts';
-import { describeWidths } from '../../src/lowbit-diff/encoder.ts';
 import type { PostHocMethod } from '../../src/diff/advice.ts';
 import type { ProgramOutputKind } from '../../src/engine/program/training-model.ts';
-import { diff, type StructuralDiffReport, type ValueDiffReport } from '../../src/front/diff.ts';
+import type { StructuralDiffReport, ValueDiffReport } from '../../src/front/diff.ts';
 import { DIFF_CHOICES } from '../../src/front/diff-options.ts';
 import { choicesOf } from '../../src/core/choices.ts';
-import { MAX_CALIBRATION_EXAMPLES } from '../../src/front/measure/calibrate.ts';
 import { budgetChoiceText, budgetTryText } from '../../src/front/budget-search.ts';
-import { ggufEvalText } from '../../src/front/diff-gguf-eval.ts';
-import { closenessLines } from '../../src/front/measure/payload-eval.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 
@@ -84,9 +80,19 @@ export function diffCommand(y: Argv): Argv<DiffArgs> {
     .epilogue(seeDocs('diff')) as unknown as Argv<DiffArgs>;
 }
 
-/** `ndiff diff`: one call of the library's {@link diff}, its result printed. */
+/** The library's `diff` and the formatters of its report, loaded when `ndiff diff` runs (not by `ndiff --help` or another command). */
+async function diffLibrary() {
+  const [{ diff }, { describeWidths }, { ggufEvalText }, { closenessLines }] = await Promise.all([
+    import('../../src/front/diff.ts'), import('../../src/lowbit-diff/encoder.ts'), import('../../src/front/diff-gguf-eval.ts'), import('../../src/front/measure/payload-eval.ts'),
+  ]);
+  return { diff, describeWidths, ggufEvalText, closenessLines };
+}
+type DiffLibrary = Awaited<ReturnType<typeof diffLibrary>>;
+
+/** `ndiff diff`: one call of the library's `diff`, its result printed. */
 export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
-  const res = await diff({
+  const lib = await diffLibrary();
+  const res = await lib.diff({
     base: a.base, target: a.target, budget: a.budget, out: a.out, codec: a.codec, sequence: a.sequence, store: a.store, exactCodec: a.exactCodec, state: a.state,
     ...(a.method ? { method: a.method } : {}),
     ...(a.lowbitCodesOnly ? { lowbitCodesOnly: true } : {}),
@@ -111,13 +117,13 @@ export async function runDiff(a: DiffArgs, io: CliIO): Promise<number> {
   // The JSON document carries the warnings too: a pipeline reading it must not miss one.
   io.result?.(doc);
   if (res.structural) printStructural(a, io, res);
-  else printValue(a, io, res);
+  else printValue(a, io, res, lib);
   for (const w of warnings) io.err(`warning: ${w}`);
   return 0;
 }
 
 /** The lines `ndiff diff` prints for a value payload. */
-function printValue(a: DiffArgs, io: CliIO, r: ValueDiffReport & { payload: Uint8Array }): void {
+function printValue(a: DiffArgs, io: CliIO, r: ValueDiffReport & { payload: Uint8Array }, { describeWidths, ggufEvalText, closenessLines }: DiffLibrary): void {
   const carried = r.codec === 'gguf-blocks' && r.method === 'ongrid'
     ? `each ggml block v1's or v2's on the device's grid: ${r.kept} of ${r.changed} changed block bytes carried, share of the squared dequantized change carried ${(100 * (r.shareCarried ?? 0)).toFixed(1)}% (format v8, applied in place)`
     : r.codec === 'gguf-blocks'

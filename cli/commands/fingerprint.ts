@@ -1,5 +1,4 @@
 import type { Argv } from 'yargs';
-import { fingerprint } from '../../src/front/fingerprint.ts';
 import { printable } from '../../src/front/text.ts';
 import { table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
@@ -22,6 +21,7 @@ export function fingerprintCommand(y: Argv): Argv<FingerprintArgs> {
 
 /** `ndiff fingerprint`: one call of the library's {@link fingerprint}, its result printed. */
 export async function runFingerprint(a: FingerprintArgs, io: CliIO): Promise<number> {
+  const { fingerprint } = await import('../../src/front/fingerprint.ts');
   const r = await fingerprint({ model: a.model, tensors: a.tensors, record: a.record, onProgress: (l) => io.progress(l) });
   io.out(r.fingerprint);
   if (r.unfinishedUpdate) io.err(UNFINISHED_NOTE(a.model));

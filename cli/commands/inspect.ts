@@ -1,9 +1,9 @@
 import type { Argv } from 'yargs';
 import type { PayloadHeader } from '../../src/core/format.ts';
 import { formatBytes } from '../../src/diff/budget.ts';
-import { inspect, type PatchSummary } from '../../src/front/inspect.ts';
-import { inspectGguf, type GgufInspectReport } from '../../src/front/gguf.ts';
-import { isGgufPath } from '../../src/front/models.ts';
+import type { PatchSummary } from '../../src/front/inspect.ts';
+import type { GgufInspectReport } from '../../src/front/gguf.ts';
+import { isGgufPath } from '../../src/io/path-kinds.ts';
 import { table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 import { printable } from '../../src/front/text.ts';
@@ -22,8 +22,8 @@ export function inspectCommand(y: Argv): Argv<InspectArgs> {
 
 /** `ndiff inspect`: one call of the library's {@link inspect}, its result printed. */
 export async function runInspect(a: InspectArgs, io: CliIO): Promise<number> {
-  if (isGgufPath(a.payload)) return printGguf(await inspectGguf(a.payload), io);
-  const r = await inspect(a.payload);
+  if (isGgufPath(a.payload)) return printGguf(await (await import('../../src/front/gguf.ts')).inspectGguf(a.payload), io);
+  const r = await (await import('../../src/front/inspect.ts')).inspect(a.payload);
   io.result?.(r);
   if (r.structural) {
     const h = r.header;

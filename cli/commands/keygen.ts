@@ -1,5 +1,4 @@
 import type { Argv } from 'yargs';
-import { keygen } from '../../src/front/keys.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 
@@ -16,6 +15,7 @@ export function keygenCommand(y: Argv): Argv<KeygenArgs> {
 
 /** `ndiff keygen`: one call of the library's {@link keygen}, its result printed. */
 export async function runKeygen(a: KeygenArgs, io: CliIO): Promise<number> {
+  const { keygen } = await import('../../src/front/keys.ts');
   const k = await keygen({ out: a.out });
   io.result?.(k);
   io.out(`wrote ${k.privateKeyFile} (keep it on the build server, never on a device) and ${k.publicKeyFile} (ship it with devices)`);

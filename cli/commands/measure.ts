@@ -1,7 +1,7 @@
 /** `ndiff measure`: GGUF models beside their target on held-out text, run through llama.cpp. */
 import type { Argv } from 'yargs';
 import { NoImprovementError } from '../../src/core/errors.ts';
-import { measureGguf, type GgufMeasureReport } from '../../src/front/measure/gguf-runtime.ts';
+import type { GgufMeasureReport } from '../../src/front/measure/gguf-runtime.ts';
 import { printable } from '../../src/front/text.ts';
 import { table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
@@ -46,6 +46,7 @@ export function measureTable(r: GgufMeasureReport): string {
 
 /** `ndiff measure`: one call of {@link measureGguf}, its table printed; exit 10 when a model is no closer than --base. */
 export async function runMeasure(a: MeasureArgs, io: CliIO): Promise<number> {
+  const { measureGguf } = await import('../../src/front/measure/gguf-runtime.ts');
   const r = await measureGguf({
     target: a.target, models: a.models, base: a.base, eval: a.eval, contextSize: a.context, maxTokens: a['max-tokens'], threads: a.threads,
     onProgress: (l) => io.progress(l),

@@ -4,7 +4,6 @@
  */
 import { availableParallelism, constants as osConstants } from 'node:os';
 import type { Argv, Options } from 'yargs';
-import { release } from '../../src/front/release.ts';
 import type { PlanJobStatus } from '../../src/release/queue/status.ts';
 import { DEFAULT_LOCK_SECONDS } from '../../src/release/queue/worker.ts';
 import { DEFAULT_PLAN_LOCK_SECONDS } from '../../src/release/queue/plan-lock.ts';
@@ -32,6 +31,9 @@ interface WorkerArgs {
   lockSeconds: number;
 }
 
+/** The library's `release` calls, loaded when a release command runs: `ndiff --help` and the other commands never load them. */
+export const releaseLibrary = async () => (await import('../../src/front/release.ts')).release;
+
 const queueOption = { type: 'string', demandOption: true, describe: 'job queue: redis://HOST[:PORT] (rediss:// TLS)' } as const;
 
 /** `release run`: options. */
@@ -51,6 +53,7 @@ export function releaseRunOptions(c: Argv<any>, releaseOption: Options, expiresO
 
 /** `release run`: one call of `release.run`, its result printed. */
 export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
+  const release = await releaseLibrary();
   const res = await release.run({
     release: a.release, queue: a.queue, expires: a.expires, attempts: a.attempts,
     ...(a.source ? { source: a.source } : {}),
@@ -72,6 +75,7 @@ export async function runReleaseRun(a: RunArgs, io: CliIO): Promise<number> {
 
 /** `release status`. */
 export async function runReleaseStatus(a: StatusArgs, io: CliIO): Promise<number> {
+  const release = await releaseLibrary();
   const s = await release.status({ release: a.release, queue: a.queue });
   io.result?.(s);
   if (s.finished) {
@@ -137,6 +141,7 @@ const jobsNamed = (ids: string[]) => `job${ids.length === 1 ? '' : 's'} ${ids.jo
  * number, as a shell reports a process ended by it); a third exits at once.
  */
 export async function runWorker(a: WorkerArgs, io: CliIO): Promise<number> {
+  const release = await releaseLibrary();
   const worker = await release.worker({ queue: a.queue, concurrency: a.concurrency, lockSeconds: a.lockSeconds, onProgress: (l) => io.progress(l) });
   const signals = stopSignals();
   try {

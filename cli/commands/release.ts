@@ -8,13 +8,13 @@ import { formatBytes } from '../../src/diff/budget.ts';
 import type { DriftCheck } from '../../src/release/add.ts';
 import type { ReleaseJob } from '../../src/release/record.ts';
 import type { ProgramOutputKind } from '../../src/engine/program/training-model.ts';
-import { closenessLines } from '../../src/front/measure/payload-eval.ts';
-import { DEFAULT_KEYFRAME_BELOW, release, type ReleaseJobExport } from '../../src/front/release.ts';
+import type { ReleaseJobExport } from '../../src/front/release.ts';
+import { DEFAULT_KEYFRAME_BELOW } from '../../src/front/quality-target.ts';
 import type { QualityTarget } from '../../src/front/quality-target.ts';
 import type { RunJobResult } from '../../src/release/jobs.ts';
 import { inCliWords, table, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
-import { releaseRunOptions, runReleaseRun, runReleaseStatus } from './release-queue.ts';
+import { releaseLibrary, releaseRunOptions, runReleaseRun, runReleaseStatus } from './release-queue.ts';
 
 /** Wraps a command handler so it writes through the CLI's io and sets the exit code (from ndiff.ts). */
 export type Runner = <A>(fn: (a: A, io: CliIO) => Promise<number>) => (a: A) => Promise<void>;
@@ -70,6 +70,8 @@ const thresholdLine = (t: number) => `keyframe threshold: ${pct(t)} top-1 agreem
 /** `ndiff release add`: one call of the library's `release.add`, its result printed. */
 async function runAdd(a: AddArgs, io: CliIO): Promise<number> {
   let saidThreshold = false;
+  const release = await releaseLibrary();
+  const { closenessLines } = await import('../../src/front/measure/payload-eval.ts');
   const res = await release.add({
     release: a.release, model: a.model, method: a.method as 'exact' | 'topk' | LearnedMethod, expires: a.expires, plan: a.plan, state: a.state,
     ...(a.eval !== undefined ? { eval: a.eval } : {}),
@@ -119,6 +121,7 @@ function driftLine(d: DriftCheck): string {
 
 /** `ndiff release job`: one call of `release.job`, its result printed. */
 async function runJobCommand(a: JobArgs, io: CliIO): Promise<number> {
+  const release = await releaseLibrary();
   const res = await release.job({
     release: a.release,
     ...(a.id !== undefined ? { id: a.id } : {}),
@@ -161,6 +164,7 @@ function printJobResult(a: JobArgs, io: CliIO, job: ReleaseJob, res: RunJobResul
 
 /** `ndiff release publish`: one call of `release.publish`, its result printed. */
 async function runPublish(a: PublishArgs, io: CliIO): Promise<number> {
+  const release = await releaseLibrary();
   const res = await release.publish({ release: a.release, key: a.key, expires: a.expires, ...(a.accept ? { accept: a.accept } : {}) });
   const warnings = res.warnings.map(inCliWords);
   const doc = { ...res, warnings };
@@ -172,6 +176,7 @@ async function runPublish(a: PublishArgs, io: CliIO): Promise<number> {
 
 /** `ndiff release cancel`. */
 async function runCancel(a: ReleaseDirArgs & { queue?: string }, io: CliIO): Promise<number> {
+  const release = await releaseLibrary();
   const res = await release.cancel({ release: a.release, ...(a.queue !== undefined ? { queue: a.queue } : {}) });
   io.result?.(res);
   io.out(`${a.release}: version ${res.cancelled} dropped (its package, jobs and job files); the release is as it was before it was planned`);
@@ -191,6 +196,7 @@ async function runCancel(a: ReleaseDirArgs & { queue?: string }, io: CliIO): Pro
 
 /** `ndiff release show`. */
 async function runShow(a: ReleaseDirArgs, io: CliIO): Promise<number> {
+  const release = await releaseLibrary();
   const record = await release.show({ release: a.release });
   io.result?.(record);
   io.out(`model ${JSON.stringify(record.modelId)} (${record.modelKind}), manifest release ${record.release}, payloads from the last ${record.history} version(s)${record.pending ? `; version ${record.pending.version} pending (${record.pending.jobs.length} job(s))` : ''}`);

@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import { report, REPORT_DEFAULTS } from '../../src/front/report.ts';
+import { REPORT_DEFAULTS } from '../../src/front/report.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 
@@ -29,6 +29,7 @@ docs/guides/choosing-a-budget.md.`)
 
 /** `ndiff report`: one call of the library's {@link report}, its result printed. */
 export async function runReport(a: ReportArgs, io: CliIO): Promise<number> {
+  const { report } = await import('../../src/front/report.ts');
   const r = await report({ results: a.results, out: a.out, title: a.title, tolerance: a.tolerance });
   io.result?.(r);
   io.out(`wrote ${r.html} and ${r.markdown} from ${r.rows} rows of ${r.files.length} file${r.files.length === 1 ? '' : 's'}`);

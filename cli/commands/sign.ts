@@ -1,6 +1,5 @@
 import type { Argv } from 'yargs';
 import { ENVELOPE_OVERHEAD } from '../../src/apply/envelope.ts';
-import { sign } from '../../src/front/keys.ts';
 import { inCliWords, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 
@@ -21,6 +20,7 @@ export function signCommand(y: Argv): Argv<SignArgs> {
 
 /** `ndiff sign`: one call of the library's {@link sign}, its result printed. */
 export async function runSign(a: SignArgs, io: CliIO): Promise<number> {
+  const { sign } = await import('../../src/front/keys.ts');
   const { envelope: _envelope, warnings, ...doc } = await sign({ payload: a.payload, key: a.key, ...(a.out !== undefined ? { out: a.out } : {}) });
   for (const w of warnings) io.err(`warning: ${inCliWords(w)}`);
   io.result?.(doc);

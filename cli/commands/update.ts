@@ -4,7 +4,6 @@
  */
 import type { Argv } from 'yargs';
 import { formatBytes } from '../../src/diff/budget.ts';
-import { checkUpdate, update } from '../../src/front/update.ts';
 import { EXIT, type CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 
@@ -61,6 +60,7 @@ export function describePending(model: string, p: { outcome: 'confirmed' | 'roll
 }
 
 export async function runUpdate(a: UpdateArgs, io: CliIO): Promise<number> {
+  const { checkUpdate, update } = await import('../../src/front/update.ts');
   const options = {
     model: a.model, from: a.from, publicKeys: a.publicKey, timeout: a.timeout, minRate: a.minRate, healthCheckTimeout: a.healthCheckTimeout,
     ...(a.modelId !== undefined ? { modelId: a.modelId } : {}),

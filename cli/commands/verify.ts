@@ -1,5 +1,4 @@
 import type { Argv } from 'yargs';
-import { verify } from '../../src/front/verify.ts';
 import type { CliIO } from '../common.ts';
 import { seeDocs } from '../help.ts';
 import { describeSignature, signatureOptions, type SignatureArgs } from '../keys.ts';
@@ -27,6 +26,7 @@ export const UNFINISHED_NOTE = (model: string) => `note: an earlier apply or upd
 
 /** `ndiff verify`: one call of the library's {@link verify}, its result printed. */
 export async function runVerify(a: VerifyArgs, io: CliIO): Promise<number> {
+  const { verify } = await import('../../src/front/verify.ts');
   const r = await verify({
     payload: a.payload, publicKeys: a.publicKey ?? [],
     ...(a.requireSignature !== undefined ? { requireSignature: a.requireSignature } : {}),

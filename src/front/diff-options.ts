@@ -7,7 +7,7 @@ import { checkChoices, OUTPUT_KINDS, type Choice } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import type { PostHocMethod } from '../diff/advice.ts';
 import type { OutputKind } from './diff-types.ts';
-import { parseExpiry } from './models.ts';
+import { parseExpiry } from '../core/expiry.ts';
 import type { Progress } from './progress.ts';
 import type { QualityTargetOptions } from './quality-target.ts';
 

@@ -9,6 +9,9 @@ import { UsageError } from '../core/errors.ts';
 import { parseBudget } from '../diff/budget.ts';
 import type { PayloadCloseness } from '../diff/closeness.ts';
 
+/** The default of `keyframeBelow` in `release.add`: the least top-1 agreement with the version a lossy chain may drift to. */
+export const DEFAULT_KEYFRAME_BELOW = 0.98;
+
 /** The budgets `budget: 'auto'` tries, ascending, unless `budgetGrid` says otherwise: shares of the full model's size as stored. */
 export const DEFAULT_BUDGET_GRID: readonly string[] = ['0.5%', '1%', '2%', '5%', '10%', '20%'];
 

@@ -11,7 +11,7 @@ import { readRecord, type ReleaseJob, type ReleaseRecord } from '../release/reco
 import { ticketsOf } from '../release/ticket.ts';
 import { learnedBlobs, type LearnedMethod } from '../release/learned.ts';
 import { readPrivateKeyFile } from '../sign/node-keys.ts';
-import { parseExpiry } from './models.ts';
+import { parseExpiry } from '../core/expiry.ts';
 
 /** The option every release call takes. */
 export interface ReleaseDirOptions {

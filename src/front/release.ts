@@ -37,8 +37,9 @@ export type { ReleaseJobLine, ReleaseDirOptions } from './release-common.ts';
 export type { ReleaseJobOptions, ReleaseJobResult, ReleaseJobExport, ReleasePublishOptions, ReleasePublishResult, ReleaseCancelOptions, ReleaseCancelResult } from './release-jobs.ts';
 export type { ReleaseRunOptions, ReleaseRunResult, ReleaseStatus, ReleaseWorkerOptions, ReleaseWorker } from './release-queue.ts';
 
-/** The default of `keyframeBelow` in `release.add`: the least top-1 agreement with the version a lossy chain may drift to. */
-export const DEFAULT_KEYFRAME_BELOW = 0.98;
+import { DEFAULT_KEYFRAME_BELOW } from './quality-target.ts';
+
+export { DEFAULT_KEYFRAME_BELOW };
 
 /** Before an exact payload, `add` with `eval` tries top-k payloads of these multiples of the budget. */
 const KEYFRAME_LARGER = [2, 4];

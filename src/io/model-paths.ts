@@ -18,37 +18,12 @@ import { ONNX_FILE, openOnnxFile, saveOnnxFileAs } from './onnx/files.ts';
 import { openTfliteFile, saveTfliteFileAs, TFLITE_FILE } from './tflite/files.ts';
 import { openSafetensorsFile, SAFETENSORS_FILE } from './safetensors/files.ts';
 import type { WeightsFileFormat } from './durable/weights-file.ts';
+import { isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath } from './path-kinds.ts';
 import { FOLDER_FILE, readFolderModelId, recordFolderModelId } from './tfjs/folder-update.ts';
 import { isModelJsonPath, locateTfjsModel, openTfjsModelDir } from './tfjs/index.ts';
 import { manifestPaths, parseModelJson } from './tfjs/manifest.ts';
 
-/** True for a path the CLI treats as an ONNX model file (by its extension). */
-export function isOnnxPath(p: string): boolean {
-  return /\.onnx$/i.test(p);
-}
-
-/** True for a path the CLI treats as a LiteRT model file (by its extension). */
-export function isTflitePath(p: string): boolean {
-  return /\.tflite$/i.test(p);
-}
-
-/** True for a path taken as a safetensors file (by its extension). */
-export function isSafetensorsPath(p: string): boolean {
-  return /\.safetensors$/i.test(p);
-}
-
-/** True for a path taken as a GGUF model (by its extension): inspected, fingerprinted, diffed and patched in place by its own path (src/io/gguf/). */
-export function isGgufPath(p: string): boolean {
-  return /\.gguf$/i.test(p);
-}
-
-/**
- * True for a single-file model (`.onnx`, `.tflite` or `.safetensors`): its model id and state are
- * recorded beside the file, and it is patched as a file, crash-safely ({@link weightsFileFormatOf}).
- */
-export function isModelFilePath(p: string): boolean {
-  return isOnnxPath(p) || isTflitePath(p) || isSafetensorsPath(p);
-}
+export { isGgufPath, isModelFilePath, isOnnxPath, isSafetensorsPath, isTflitePath } from './path-kinds.ts';
 
 /** The crash-safe file format of a single-file model path ({@link isModelFilePath}), by its extension; undefined for a TF.js model. */
 export function weightsFileFormatOf(p: string): WeightsFileFormat | undefined {
@@ -63,14 +38,7 @@ export async function readPayloadFile(path: string, maxPayloadBytes?: number): P
   return readPayloadFileWithin(path, maxPayloadBytes === undefined ? {} : { maxPayloadBytes });
 }
 
-/** `--expires` as seconds since the epoch: an ISO date or a duration from now (`30d`, `12h`, `90m`). */
-export function parseExpiry(s: string, now = Date.now()): number {
-  const d = /^(\d+)\s*([dhm])$/.exec(s.trim());
-  if (d) return Math.floor(now / 1000) + Number(d[1]) * { d: 86400, h: 3600, m: 60 }[d[2] as 'd' | 'h' | 'm'];
-  const t = Date.parse(s);
-  if (Number.isNaN(t)) throw new UsageError(`expires (--expires) ${JSON.stringify(s)} is not understood: use an ISO date (2027-01-31T00:00:00Z) or a duration from now (30d, 12h, 90m)`);
-  return Math.floor(t / 1000);
-}
+export { parseExpiry } from '../core/expiry.ts';
 
 /**
  * `--model-out`: copy the base folder (or a model JSON file and its shards, as model.json) to

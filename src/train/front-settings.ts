@@ -14,7 +14,7 @@ import type { ProgramInputValues } from '../engine/program/training-model.ts';
 import { OUTPUT_KINDS, type Choice } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import type { ModelFile } from '../core/model-files.ts';
-import { parseExpiry } from '../io/model-paths.ts';
+import { parseExpiry } from '../core/expiry.ts';
 
 export { lossText } from './loss-text.ts';
 
