@@ -9,6 +9,7 @@ import type { PostHocMethod } from '../diff/advice.ts';
 import type { OutputKind } from './diff-types.ts';
 import { parseExpiry } from '../core/expiry.ts';
 import type { Progress } from './progress.ts';
+import type { LowBitCache } from '../lowbit-diff/cache.ts';
 import type { QualityTargetOptions } from './quality-target.ts';
 
 /** What {@link diff} takes: two versions of one model by path, a budget, and how to make the payload. */
@@ -67,6 +68,13 @@ export interface DiffOptions extends QualityTargetOptions {
    * 1 codes them on the calling thread). The payload's bytes are the same at any count.
    */
   threads?: number;
+  /**
+   * lowbit's quantizations kept between calls that diff the same pair (a `LowBitCache` of
+   * `neural-diff/kit`, made once and passed to each): a call at another budget reuses every
+   * tensor's codes and factors instead of making them again, as `budget: 'auto'` does between
+   * the budgets it tries. The payload is the same bytes with or without it.
+   */
+  lowbitCache?: LowBitCache;
   /** Progress lines, as `ndiff diff` prints them on stderr. */
   onProgress?: Progress;
 }

@@ -101,7 +101,8 @@ async function diffOpened(s: DiffSettings, auto: ReturnType<typeof qualityTarget
   if (!auto) return writeValueDiff(s, await makeValueDiff(s, opened, openedTarget, modelId, onnxEval));
   // Each candidate is the payload `budget: B` alone makes (the same settings, but nothing written
   // and the refusal decided by the search); the exact payload's size bounds the grid.
-  const quiet: DiffSettings = { ...s, out: undefined, modelOut: undefined, metricsOut: undefined };
+  // One lowbit cache for the whole search: each budget quantizes the same change the same way.
+  const quiet: DiffSettings = { ...s, out: undefined, modelOut: undefined, metricsOut: undefined, lowbitCache: s.lowbitCache ?? new LowBitCache() };
   const exactSettings: DiffSettings = { ...quiet, budget: 'all', method: undefined, calibrate: undefined, lowbitCodesOnly: undefined };
   const exact = await makeValueDiff({ ...exactSettings, eval: undefined, progress: () => {} }, opened, openedTarget, modelId);
   const search = await searchBudget({
@@ -144,8 +145,9 @@ async function makeValueDiff(s: DiffSettings, opened: OpenedModel, openedTarget:
     : m === 'lowbit' ? lowbitDiff : topkDiff;
   // lowbitCodesOnly: every lowbit variant without low-rank factors or outliers (the variants that differ only by those collapse).
   const codesOnly = s.lowbitCodesOnly === true;
-  // One cache for every variant: they quantize each tensor's change the same way (LowBitCache).
-  const cache = new LowBitCache();
+  // One cache for every variant: they quantize each tensor's change the same way (LowBitCache);
+  // the caller's when it gives one (the budgets of a search).
+  const cache = s.lowbitCache ?? new LowBitCache();
   const variants = (importance?: () => ReadonlyMap<string, Float32Array>, inputs?: () => ReadonlyMap<string, InputMoments>) => lowbitVariants(importance, cache, inputs).filter((v) => !codesOnly || v.options().lowRank === false).map((v) => (codesOnly ? { ...v, options: () => ({ ...v.options(), outliers: false, newValues: false }) } : v));
   const exactCodecs = s.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : s.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
   // calibrate: candidates measured on the inputs, the closest kept.
@@ -185,7 +187,7 @@ async function makeValueDiff(s: DiffSettings, opened: OpenedModel, openedTarget:
     ...(s.expiresAt !== undefined ? { expiresAt: s.expiresAt } : {}),
     onProgress: (line) => progress(`  ${line}`),
     store: s.store,
-    ...(codesOnly && m === 'lowbit' ? (fileModel ? { lowbit: { lowRank: false, outliers: false, newValues: false } } : { lowRank: false, outliers: false, newValues: false }) : {}),
+    ...(m === 'lowbit' ? (fileModel ? { lowbit: { cache, ...(codesOnly ? { lowRank: false, outliers: false, newValues: false } : {}) } } : { cache, ...(codesOnly ? { lowRank: false, outliers: false, newValues: false } : {}) }) : {}),
   });
   // The default without inputs: lowbit, unless top-k leaves less of the change out (a few large
   // changes, which top-k keeps whole; on the measured tables lowbit left less wherever it did

@@ -19,6 +19,7 @@ import { UsageError } from '../core/errors.ts';
 import type { PayloadCloseness } from '../diff/closeness.ts';
 import { budgetChoiceText, budgetTryText, searchBudget, type BudgetCandidate, type BudgetSearchReport } from '../front/budget-search.ts';
 import { diff, type DiffOptions, type ValueDiffReport } from '../front/diff.ts';
+import { LowBitCache } from '../lowbit-diff/cache.ts';
 import { closenessLines, measurePayload } from '../front/measure/payload-eval.ts';
 import { checkOutputPath, isModelFilePath, openModel, resolveModelId } from '../front/models.ts';
 import type { OutputKind } from '../diff/closeness.ts';
@@ -103,8 +104,10 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
     fullAccuracy = full.accuracyAfter;
     ceilingBytes = full.bytes;
   }
+  // The post-hoc payloads of every budget quantize the same change: one lowbit cache for them.
+  const lowbitCache = new LowBitCache();
   const diffOptions = (budget: string): DiffOptions => ({
-    base, target: teacher as string, budget, eval: options.eval as string, allowWorse: true, onProgress: progress,
+    base, target: teacher as string, budget, eval: options.eval as string, allowWorse: true, onProgress: progress, lowbitCache,
     ...(options.modelId !== undefined ? { modelId: options.modelId } : {}),
     ...(options.sequence !== undefined ? { sequence: options.sequence } : {}),
     ...(options.expires !== undefined ? { expires: options.expires } : {}),
