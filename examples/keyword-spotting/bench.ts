@@ -63,10 +63,9 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { applyPayload } from '../../src/apply/index.ts';
 import { MemoryWeightStore } from '../../src/core/weight-store.ts';
-import { loadNpy } from '../../src/io/npy/files.ts';
 import { initBackend } from '../../src/engine/backend.ts';
 import { NATIVE_HOW_TO, nativeAddonStatus } from '../../src/engine/kernels/native/index.ts';
-import { evaluate, pick as pickRows, seededRandom, stratifiedSplit, type LabelledData } from '../../src/train/data.ts';
+import { evaluate, pick as pickRows, stratifiedSplit, type LabelledData } from '../../src/train/data.ts';
 import { modelToStore, setModelWeights } from '../../src/engine/model-weights.ts';
 import { silenceTfjsNodeBanner } from '../../src/engine/quiet.ts';
 import { trainDiff, type CompetingResult, type TrainMethod, type TuneMode } from '../../src/train/train-diff.ts';
@@ -78,6 +77,7 @@ import { trainAuto, type AutoResult } from '../../src/train/auto.ts';
 import type { ReportMethod, ResultRow } from '../../src/report/results.ts';
 import type { KwsManifest } from './data.ts';
 import { keywordModel } from './model.ts';
+import { loadSplit, readWeights, replaySample, toLabelled, voiceSplit, writeWeights } from './splits.ts';
 import { childExecArgv } from '../lib/child-exec-argv.ts';
 import { defaultFieldDir, fieldInputs } from './field.ts';
 
@@ -247,24 +247,6 @@ const lastUpdateOf = (manifest: KwsManifest) => Math.min(manifest.updates.length
 /** Where a chain's device weights after update `u` are kept (--save-states, --states). */
 const stateFile = (dir: string, u: number, c: Chain) => join(dir, `u${u}-${c.method}${c.teacher ? '-teacher' : ''}-${c.budgetPct ?? 'full'}.json`);
 
-/** A model's weights as this benchmark keeps them on disk (base.json, states): name -> shape and base64 float32. */
-function readWeights(file: string): MemoryWeightStore {
-  const t = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { shape: number[]; b64: string }>;
-  return new MemoryWeightStore(Object.entries(t).map(([n, v]) => {
-    const buf = Buffer.from(v.b64, 'base64');
-    return [n, { shape: v.shape, data: new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)) }] as [string, { shape: number[]; data: Float32Array }];
-  }));
-}
-
-function writeWeights(file: string, store: MemoryWeightStore): void {
-  const out: Record<string, { shape: number[]; b64: string }> = {};
-  for (const t of store.list()) {
-    const v = store.values(t.name);
-    out[t.name] = { shape: [...t.shape], b64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
-  }
-  writeFileSync(file, JSON.stringify(out));
-}
-
 /** The methods whose budgets compete (the post-hoc baselines ship what they give). */
 const COMPETING = new Set<TrainMethod>(['sparse', 'hash', 'lora', 'sparse-lora', 'topk-retrain']);
 const log = (l: string) => console.log(l);
@@ -285,105 +267,6 @@ const chainLabel = (c: Chain) => `${c.method}${c.teacher ? ' (teacher)' : ''}${c
 interface ChainRows {
   rows: ResultRow[];
   /** full chain only: zstd rows */
-}
-
-/** Rows of features and labels, as a split holds them (x: [n, ...feature shape], row-major). */
-type SplitRows = { x: Float32Array; shape: number[]; y: Int32Array };
-
-function loadSplit(manifest: KwsManifest, name: string): SplitRows & { source: Int32Array } {
-  const s = manifest.splits[name];
-  if (!s) throw new Error(`data has no split ${name}`);
-  const x = loadNpy(join(dataDir, s.files.x));
-  const y = loadNpy(join(dataDir, s.files.y));
-  const source = loadNpy(join(dataDir, s.files.source));
-  return { x: x.data as Float32Array, shape: x.shape, y: y.data as Int32Array, source: source.data as Int32Array };
-}
-
-/** The rows of `part` whose index passes `keep`. */
-function pick(part: SplitRows, keep: (i: number) => boolean): SplitRows {
-  const per = part.shape.slice(1).reduce((a, b) => a * b, 1);
-  const idx = Array.from(part.y, (_, i) => i).filter(keep);
-  const x = new Float32Array(idx.length * per);
-  idx.forEach((i, k) => x.set(part.x.subarray(i * per, (i + 1) * per), k * per));
-  return { x, shape: [idx.length, ...part.shape.slice(1)], y: Int32Array.from(idx, (i) => part.y[i]) };
-}
-
-/**
- * `--val voices`: validation that speaks with voices training never hears, as the evaluation
- * does. The update's new rows are grouped by who spoke them (espeak-ng voice variant, or accent
- * with `--val accents`; flite voice; real speaker); seeded whole groups are held out until they
- * hold 15% of those rows, leaving at least two groups to train on; a seeded 10% of the replay rows
- * joins them. With fewer than three groups (update 4: two real training speakers) it returns
- * undefined and the default split is used.
- */
-function voiceSplit(manifest: KwsManifest, fresh: ReturnType<typeof loadSplit>, replay: SplitRows[], seed: number) {
-  const voiceOf = (id: number) => {
-    const s = manifest.sources[id];
-    return s.kind === 'espeak-ng' ? (valMode === 'accents' ? `espeak:${s.accent}` : `espeak:${s.variant}`) : s.kind === 'flite' ? `flite:${s.voice}` : s.kind === 'real' ? `real:${s.speaker}` : 'other';
-  };
-  const groups = new Map<string, number>();
-  for (const id of fresh.source) {
-    const v = voiceOf(id);
-    if (v !== 'other') groups.set(v, (groups.get(v) ?? 0) + 1);
-  }
-  if (groups.size < 3) return undefined;
-  const random = seededRandom(seed);
-  const order = [...groups.keys()].sort().map((g) => ({ g, r: random() })).sort((a, b) => a.r - b.r).map((o) => o.g);
-  const held = new Set<string>();
-  let rows = 0;
-  for (const g of order) {
-    if (rows >= 0.15 * fresh.y.length || groups.size - held.size <= 2) break;
-    held.add(g);
-    rows += groups.get(g) as number;
-  }
-  const isHeld = (i: number) => held.has(voiceOf(fresh.source[i]));
-  const replayVal = replay.map((part) => Array.from(part.y, () => random() < 0.1));
-  return {
-    held: [...held],
-    train: [pick(fresh, (i) => !isHeld(i)), ...replay.map((part, k) => pick(part, (i) => !replayVal[k][i]))],
-    validation: [pick(fresh, isHeld), ...replay.map((part, k) => pick(part, (i) => replayVal[k][i]))],
-  };
-}
-
-/** Rows of `parts` as one dataset; with `replayAfterFirst`, the rows of every part after the first are marked replayed (old data: what distillation keeps). */
-function toLabelled(parts: SplitRows[], replayAfterFirst = false): LabelledData {
-  const n = parts.reduce((a, p) => a + p.y.length, 0);
-  const feat = parts[0].shape.slice(1);
-  const per = feat.reduce((a, b) => a * b, 1);
-  const x = new Float32Array(n * per);
-  const y = new Int32Array(n);
-  let k = 0;
-  for (const p of parts) {
-    x.set(p.x.subarray(0, p.y.length * per), k * per);
-    y.set(p.y, k);
-    k += p.y.length;
-  }
-  const replay = replayAfterFirst ? new Uint8Array(n).fill(1, parts[0].y.length) : undefined;
-  return { x: tf.tensor(x, [n, ...feat], 'float32'), y, ...(replay ? { replay } : {}) };
-}
-
-/** A seeded sample of `count` rows from earlier training splits (replay against forgetting). */
-function replaySample(manifest: KwsManifest, names: string[], count: number, seed: number) {
-  if (!names.length || count <= 0) return [];
-  const parts = names.map((n) => loadSplit(manifest, n));
-  const per = parts[0].shape.slice(1).reduce((a, b) => a * b, 1);
-  const random = seededRandom(seed);
-  const total = parts.reduce((a, p) => a + p.y.length, 0);
-  const take = Math.min(count, total);
-  const chosen = new Set<number>();
-  while (chosen.size < take) chosen.add(Math.floor(random() * total));
-  const idx = [...chosen].sort((a, b) => a - b);
-  const x = new Float32Array(take * per);
-  const y = new Int32Array(take);
-  let offset = 0;
-  let pi = 0;
-  idx.forEach((g, k) => {
-    while (g >= offset + parts[pi].y.length) offset += parts[pi++].y.length;
-    const local = g - offset;
-    x.set(parts[pi].x.subarray(local * per, (local + 1) * per), k * per);
-    y[k] = parts[pi].y[local];
-  });
-  return [{ x, shape: [take, ...parts[0].shape.slice(1)], y }];
 }
 
 function ensureZstd(): void {
@@ -492,9 +375,9 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
   const fieldX = field ? tf.tensor(field.x, field.shape, 'float32') : undefined;
   for (let u = startUpdate; u <= lastUpdate; u++) {
     const up = manifest.updates[u];
-    const fresh = loadSplit(manifest, up.train);
-    const replay = replaySample(manifest, up.replay, Math.round(fresh.y.length * replayRatio), 1000 + u);
-    const split = valMode !== 'rows' ? voiceSplit(manifest, fresh, replay, 2000 + u + 7 * seedOffset) : undefined;
+    const fresh = loadSplit(dataDir, manifest, up.train);
+    const replay = replaySample(dataDir, manifest, up.replay, Math.round(fresh.y.length * replayRatio), 1000 + u);
+    const split = valMode !== 'rows' ? voiceSplit(manifest, fresh, replay, 2000 + u + 7 * seedOffset, valMode as 'voices' | 'accents') : undefined;
     if (valMode !== 'rows') log(split ? `[job ${workerId}] update ${u}: validation holds out ${split.held.join(', ')} (${split.validation.reduce((a, p) => a + p.y.length, 0)} rows)` : `[job ${workerId}] update ${u}: fewer than 3 voices to train on: validation is the default 10% of rows`);
     // The update's new rows first, then the replayed ones (marked with --distill-on replay).
     let train = toLabelled(split ? split.train : [fresh, ...replay], distillOn === 'replay');
@@ -517,13 +400,13 @@ async function runChains(chains: Chain[], manifest: KwsManifest, workerId: numbe
     // Teacher chains train on the inputs alone: the team has v2 and unlabeled inputs.
     const unlabeled = (d: typeof train) => ({ x: d.x, ...(d.replay ? { replay: d.replay } : {}) });
     // The teacher chains' wider inputs: every training split before this update's, without labels.
-    const wider = distilSeen && chains.some((c) => c.teacher) ? toLabelled(manifest.updates.slice(0, u).map((p) => loadSplit(manifest, p.train))) : undefined;
+    const wider = distilSeen && chains.some((c) => c.teacher) ? toLabelled(manifest.updates.slice(0, u).map((p) => loadSplit(dataDir, manifest, p.train))) : undefined;
     const distillInputs = [...(wider ? [{ x: wider.x }] : []), ...(fieldX ? [{ x: fieldX }] : [])];
     if (distillInputs.length) log(`[job ${workerId}] update ${u}: teacher chains distil on ${[wider ? `${wider.y.length} earlier training inputs (${manifest.updates.slice(0, u).map((p) => p.train).join(', ')})` : '', fieldX ? `${fieldX.shape[0]} field inputs (${fieldDir})` : ''].filter(Boolean).join(' and ')} beside ${train.y.length} of the update's, distillMix ${teacherOptions.distillMix ?? 0.5}`);
-    const evalNew = toLabelled([loadSplit(manifest, up.eval)]);
+    const evalNew = toLabelled([loadSplit(dataDir, manifest, up.eval)]);
     const oldNames = up.evalAll.filter((e) => e !== up.eval);
-    const evalOld = toLabelled(oldNames.map((n) => loadSplit(manifest, n)));
-    const evalAll = toLabelled(up.evalAll.map((n) => loadSplit(manifest, n)));
+    const evalOld = toLabelled(oldNames.map((n) => loadSplit(dataDir, manifest, n)));
+    const evalAll = toLabelled(up.evalAll.map((n) => loadSplit(dataDir, manifest, n)));
     for (const chain of chains) {
       const device = devices.get(chain) as MemoryWeightStore;
       if (chain.teacher && !teacherPredictions) {
@@ -641,8 +524,8 @@ async function trainBase(manifest: KwsManifest): Promise<void> {
   await initBackend('wasm');
   silenceTfjsNodeBanner();
   const up = manifest.updates[0];
-  const train = toLabelled([loadSplit(manifest, up.train)]);
-  const evalData = toLabelled([loadSplit(manifest, up.eval)]);
+  const train = toLabelled([loadSplit(dataDir, manifest, up.train)]);
+  const evalData = toLabelled([loadSplit(dataDir, manifest, up.eval)]);
   const model = keywordModel(manifest.numClasses, 0);
   log(`base model: ${model.countParams()} parameters, ${manifest.numClasses} output slots; training on ${train.y.length} utterances for ${baseEpochs} epochs`);
   const res = await trainDiff(model, train, {
