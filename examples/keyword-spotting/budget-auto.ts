@@ -36,7 +36,7 @@ import { train } from '../../src/train/front.ts';
 import type { TrainMethod } from '../../src/train/methods.ts';
 import type { KwsManifest } from './data.ts';
 import { keywordModel } from './model.ts';
-import { loadSplit, readWeights, replaySample, type SplitRows } from './splits.ts';
+import { concatRows, loadSplit, readWeights, replaySample, type SplitRows } from './splits.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -84,18 +84,9 @@ function writeFolder(dir: string, weights: MemoryWeightStore): Promise<unknown> 
 /** Rows of `parts` as one x.npy (and y.npy when `labels`) in `dir`. */
 function writeRows(dir: string, parts: SplitRows[], labels: boolean): void {
   mkdirSync(dir, { recursive: true });
-  const per = parts[0].shape.slice(1).reduce((a, b) => a * b, 1);
-  const n = parts.reduce((a, p) => a + p.y.length, 0);
-  const x = new Float32Array(n * per);
-  const y = new Int32Array(n);
-  let k = 0;
-  for (const p of parts) {
-    x.set(p.x.subarray(0, p.y.length * per), k * per);
-    y.set(p.y, k);
-    k += p.y.length;
-  }
-  saveNpy(join(dir, 'x.npy'), x, [n, ...parts[0].shape.slice(1)]);
-  if (labels) saveNpy(join(dir, 'y.npy'), y, [n]);
+  const { x, shape, y } = concatRows(parts);
+  saveNpy(join(dir, 'x.npy'), x, shape);
+  if (labels) saveNpy(join(dir, 'y.npy'), y, [y.length]);
 }
 
 interface UpdateRow {

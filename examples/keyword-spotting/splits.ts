@@ -70,11 +70,10 @@ export function voiceSplit(manifest: KwsManifest, fresh: ReturnType<typeof loadS
   };
 }
 
-/** Rows of `parts` as one dataset; with `replayAfterFirst`, the rows of every part after the first are marked replayed (old data: what distillation keeps). */
-export function toLabelled(parts: SplitRows[], replayAfterFirst = false): LabelledData {
+/** Rows of `parts` as one block of rows, in order. */
+export function concatRows(parts: SplitRows[]): SplitRows {
   const n = parts.reduce((a, p) => a + p.y.length, 0);
-  const feat = parts[0].shape.slice(1);
-  const per = feat.reduce((a, b) => a * b, 1);
+  const per = parts[0].shape.slice(1).reduce((a, b) => a * b, 1);
   const x = new Float32Array(n * per);
   const y = new Int32Array(n);
   let k = 0;
@@ -83,8 +82,14 @@ export function toLabelled(parts: SplitRows[], replayAfterFirst = false): Labell
     y.set(p.y, k);
     k += p.y.length;
   }
-  const replay = replayAfterFirst ? new Uint8Array(n).fill(1, parts[0].y.length) : undefined;
-  return { x: tf.tensor(x, [n, ...feat], 'float32'), y, ...(replay ? { replay } : {}) };
+  return { x, shape: [n, ...parts[0].shape.slice(1)], y };
+}
+
+/** Rows of `parts` as one dataset; with `replayAfterFirst`, the rows of every part after the first are marked replayed (old data: what distillation keeps). */
+export function toLabelled(parts: SplitRows[], replayAfterFirst = false): LabelledData {
+  const { x, shape, y } = concatRows(parts);
+  const replay = replayAfterFirst ? new Uint8Array(y.length).fill(1, parts[0].y.length) : undefined;
+  return { x: tf.tensor(x, shape, 'float32'), y, ...(replay ? { replay } : {}) };
 }
 
 /** A seeded sample of `count` rows from earlier training splits (replay against forgetting). */
