@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -56,5 +57,22 @@ test('run.sh refuses a part that is not K/N with 1 <= K <= N (or K,L/N increasin
     assert.equal(r.status, 2, `${bad}: ${r.stdout}${r.stderr}`);
     assert.match(r.stderr, /--shard takes K\/N with 1 <= K <= N/, bad);
     assert.doesNotMatch(r.stdout, /== fresh clone/, bad);
+  }
+});
+
+test('run.sh runs every part it is given in one clone and fails when any part fails, not only the last (npm stubbed: install passes, the test run of part 1 fails)', () => {
+  const stub = mkdtempSync(join(tmpdir(), 'nd-npm-stub-'));
+  try {
+    writeFileSync(join(stub, 'npm'), '#!/bin/sh\ncase "$1" in test) echo "stub npm test with $NODE_OPTIONS"; case "$NODE_OPTIONS" in *--test-shard=$FAIL_PART*) exit 1;; esac;; esac\nexit 0\n', { mode: 0o755 });
+    const run = (failPart: string) => spawnSync('bash', [join(root, 'test/fresh-clone/run.sh'), '--shard', '1,2/2'], { encoding: 'utf8', env: { ...process.env, PATH: `${stub}:${process.env.PATH}`, FAIL_PART: failPart } });
+    const failing = run('1/2');
+    assert.notEqual(failing.status, 0, failing.stdout + failing.stderr);
+    assert.match(failing.stdout, /--test-shard=1\/2[\s\S]*--test-shard=2\/2/, 'both parts ran, in order');
+    assert.match(failing.stderr, /part\(s\) 1\/2 failed/);
+    const passing = run('none');
+    assert.equal(passing.status, 0, passing.stdout + passing.stderr);
+    assert.match(passing.stdout, /stub npm test with .*--test-shard=1\/2[\s\S]*stub npm test with .*--test-shard=2\/2/);
+  } finally {
+    rmSync(stub, { recursive: true, force: true });
   }
 });

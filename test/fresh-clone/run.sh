@@ -78,15 +78,19 @@ run_in() {
   echo "   checkout: $dest"
   [ -n "$tmp" ] && echo "   TMPDIR:   $tmp"
   git clone --quiet --no-hardlinks "$src" "$dest"
-  ( cd "$dest"
+  ( cd "$dest" || exit 1
     [ -n "$tmp" ] && export TMPDIR="$tmp"
-    npm install --no-audit --no-fund --loglevel=error
+    # (set -e does not hold inside a command list ending in ||: each step's status is checked.)
+    npm install --no-audit --no-fund --loglevel=error || exit 1
     if [ "${#parts[@]}" = 0 ]; then npm test
     else
+      # Every part runs, so one log shows every failure; the clone fails if any part did.
+      failed=()
       for part in "${parts[@]}"; do
         echo "fresh-clone: part $part (--test-shard=$part)"
-        NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--test-shard=$part" npm test
+        NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--test-shard=$part" npm test || failed+=("$part")
       done
+      if [ "${#failed[@]}" -gt 0 ]; then echo "fresh-clone: part(s) ${failed[*]} failed" >&2; exit 1; fi
     fi ) || { echo "fresh-clone: the suite failed in '$dest' ($label)" >&2; return 1; }
 }
 
