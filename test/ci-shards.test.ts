@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -60,7 +60,7 @@ test('run.sh refuses a part that is not K/N with 1 <= K <= N (or K,L/N increasin
   }
 });
 
-test('run.sh runs every part it is given in one clone and fails when any part fails, not only the last (npm stubbed: install passes, the test run of part 1 fails)', () => {
+test('run.sh runs every part it is given in one clone, fails when any part fails, not only the last, and removes its clones (npm stubbed: install passes, the test run of part 1 fails)', () => {
   const stub = mkdtempSync(join(tmpdir(), 'nd-npm-stub-'));
   try {
     writeFileSync(join(stub, 'npm'), '#!/bin/sh\ncase "$1" in test) echo "stub npm test with $NODE_OPTIONS"; case "$NODE_OPTIONS" in *--test-shard=$FAIL_PART*) exit 1;; esac;; esac\nexit 0\n', { mode: 0o755 });
@@ -72,6 +72,12 @@ test('run.sh runs every part it is given in one clone and fails when any part fa
     const passing = run('none');
     assert.equal(passing.status, 0, passing.stdout + passing.stderr);
     assert.match(passing.stdout, /stub npm test with .*--test-shard=1\/2[\s\S]*stub npm test with .*--test-shard=2\/2/);
+    // Without --keep the clones are removed when it ends, failing or not.
+    for (const r of [failing, passing]) {
+      const checkout = /checkout: (.*)/.exec(r.stdout)?.[1];
+      assert.ok(checkout, r.stdout);
+      assert.equal(existsSync(checkout), false, `${checkout} left behind`);
+    }
   } finally {
     rmSync(stub, { recursive: true, force: true });
   }

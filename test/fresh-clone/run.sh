@@ -94,18 +94,20 @@ run_in() {
     fi ) || { echo "fresh-clone: the suite failed in '$dest' ($label)" >&2; return 1; }
 }
 
-private() { local d; d="$(mktemp -d)"; chmod 700 "$d"; made+=("$d"); printf '%s' "$d"; }
+# A new folder only its owner may enter, in $dir, and remembered for the cleanup (not called in
+# $(...): a subshell's `made` would be lost and the clone left behind).
+private() { dir="$(mktemp -d)"; chmod 700 "$dir"; made+=("$dir"); }
 
 if [ "$mode" = quick ]; then
-  top="$(private)"; parent="$top/dir with space/naïve ü 模型"; mkdir -p "$parent"
-  tmptop="$(private)"; tmp="$tmptop/tmp dir é"; mkdir -p "$tmp"; chmod 700 "$tmp"
+  private; top="$dir"; parent="$top/dir with space/naïve ü 模型"; mkdir -p "$parent"
+  private; tmptop="$dir"; tmp="$tmptop/tmp dir é"; mkdir -p "$tmp"; chmod 700 "$tmp"
   run_in "0700 folder, spaces and non-ASCII in the path, TMPDIR elsewhere" "$parent" "$tmp"
 else
-  top="$(private)"
+  private; top="$dir"
   run_in "a folder only its owner may enter (0700)" "$top" ""
-  top="$(private)"; chmod 755 "$top"; parent="$top/dir with space/naïve ü 模型"; mkdir -p "$parent"
+  private; top="$dir"; chmod 755 "$top"; parent="$top/dir with space/naïve ü 模型"; mkdir -p "$parent"
   run_in "spaces and non-ASCII characters in the path" "$parent" ""
-  top="$(private)"; chmod 755 "$top"; tmptop="$(private)"; tmp="$tmptop/tmp dir é"; mkdir -p "$tmp"
+  private; top="$dir"; chmod 755 "$top"; private; tmptop="$dir"; tmp="$tmptop/tmp dir é"; mkdir -p "$tmp"
   run_in "TMPDIR in another private folder, with a space" "$top" "$tmp"
 fi
 echo "fresh-clone: every run passed ($mode, Node $(node --version))"
