@@ -148,6 +148,8 @@ async function makeValueDiff(s: DiffSettings, opened: OpenedModel, openedTarget:
   // One cache for every variant: they quantize each tensor's change the same way (LowBitCache);
   // the caller's when it gives one (the budgets of a search).
   const cache = s.lowbitCache ?? new LowBitCache();
+  // lowbit's options when it is built without a calibration: the cache, and codesOnly's limits.
+  const lowbitOptions = { cache, ...(codesOnly ? { lowRank: false, outliers: false, newValues: false } : {}) };
   const variants = (importance?: () => ReadonlyMap<string, Float32Array>, inputs?: () => ReadonlyMap<string, InputMoments>) => lowbitVariants(importance, cache, inputs).filter((v) => !codesOnly || v.options().lowRank === false).map((v) => (codesOnly ? { ...v, options: () => ({ ...v.options(), outliers: false, newValues: false }) } : v));
   const exactCodecs = s.exactCodec === 'x' ? { codecs: ['x'] as ExactCodec[] } : s.exactCodec === 'xr' ? { codecs: ['x', 'xr'] as ExactCodec[] } : {};
   // calibrate: candidates measured on the inputs, the closest kept.
@@ -187,7 +189,7 @@ async function makeValueDiff(s: DiffSettings, opened: OpenedModel, openedTarget:
     ...(s.expiresAt !== undefined ? { expiresAt: s.expiresAt } : {}),
     onProgress: (line) => progress(`  ${line}`),
     store: s.store,
-    ...(m === 'lowbit' ? (fileModel ? { lowbit: { cache, ...(codesOnly ? { lowRank: false, outliers: false, newValues: false } : {}) } } : { cache, ...(codesOnly ? { lowRank: false, outliers: false, newValues: false } : {}) }) : {}),
+    ...(m === 'lowbit' ? (fileModel ? { lowbit: lowbitOptions } : lowbitOptions) : {}),
   });
   // The default without inputs: lowbit, unless top-k leaves less of the change out (a few large
   // changes, which top-k keeps whole; on the measured tables lowbit left less wherever it did

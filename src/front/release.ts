@@ -26,7 +26,7 @@ import { ggufCloseness, ggufEvalText, measureGgufPayload } from './diff-gguf-eva
 import type { EvalCloseness, OutputKind } from './diff-types.ts';
 import { measurePayload, movesAwayText } from './measure/payload-eval.ts';
 import { isSafetensorsPath, openModel } from './models.ts';
-import { orderedGrid, qualityTargetOf, type QualityTarget, type QualityTargetOptions } from './quality-target.ts';
+import { DEFAULT_KEYFRAME_BELOW, orderedGrid, qualityTargetOf, type QualityTarget, type QualityTargetOptions } from './quality-target.ts';
 import { interfaceWarning, modelPortsAt } from './ports.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 import { budgetOf, expiryOf, jobLines, lossyText, readExisting, privateKeyOf, type ReleaseJobLine } from './release-common.ts';
@@ -36,10 +36,6 @@ import { releaseRun, releaseStatus, releaseWorker } from './release-queue.ts';
 export type { ReleaseJobLine, ReleaseDirOptions } from './release-common.ts';
 export type { ReleaseJobOptions, ReleaseJobResult, ReleaseJobExport, ReleasePublishOptions, ReleasePublishResult, ReleaseCancelOptions, ReleaseCancelResult } from './release-jobs.ts';
 export type { ReleaseRunOptions, ReleaseRunResult, ReleaseStatus, ReleaseWorkerOptions, ReleaseWorker } from './release-queue.ts';
-
-import { DEFAULT_KEYFRAME_BELOW } from './quality-target.ts';
-
-export { DEFAULT_KEYFRAME_BELOW };
 
 /** Before an exact payload, `add` with `eval` tries top-k payloads of these multiples of the budget. */
 const KEYFRAME_LARGER = [2, 4];
