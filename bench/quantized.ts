@@ -24,7 +24,6 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { storedModelBytes } from '../src/diff/build.ts';
-import { loadNpy } from '../src/io/npy/files.ts';
 import { applyToModelDir } from '../src/io/tfjs/folder-update.ts';
 import { fileSystemIO, openTfjsModelDir, quantizeModelDir, referencedFiles } from '../src/io/tfjs/index.ts';
 import { initBackend } from '../src/engine/backend.ts';
@@ -33,6 +32,7 @@ import { setModelWeights } from '../src/engine/model-weights.ts';
 import { silenceTfjsNodeBanner } from '../src/engine/quiet.ts';
 import { trainDiff, type TuneMode } from '../src/train/train-diff.ts';
 import type { KwsManifest } from '../examples/keyword-spotting/data.ts';
+import { loadSplit, toLabelled } from '../examples/keyword-spotting/splits.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -68,26 +68,8 @@ if (!existsSync(join(dataDir, 'manifest.json'))) {
   throw new Error(`no keyword data in ${dataDir}: run npm run bench:kws (or examples/keyword-spotting/data.ts) first, or pass --data`);
 }
 const manifest = JSON.parse(readFileSync(join(dataDir, 'manifest.json'), 'utf8')) as KwsManifest;
-const split = (name: string) => {
-  const s = manifest.splits[name];
-  const x = loadNpy(join(dataDir, s.files.x));
-  const y = loadNpy(join(dataDir, s.files.y));
-  return { x: x.data as Float32Array, shape: x.shape, y: y.data as Int32Array };
-};
-const concat = (names: string[]): LabelledData => {
-  const parts = names.map(split);
-  const per = parts[0].shape.slice(1).reduce((a, b) => a * b, 1);
-  const n = parts.reduce((a, p) => a + p.y.length, 0);
-  const x = new Float32Array(n * per);
-  const y = new Int32Array(n);
-  let k = 0;
-  for (const p of parts) {
-    x.set(p.x.subarray(0, p.y.length * per), k * per);
-    y.set(p.y, k);
-    k += p.y.length;
-  }
-  return { x: tf.tensor(x, [n, ...parts[0].shape.slice(1)], 'float32'), y };
-};
+const split = (name: string) => loadSplit(dataDir, manifest, name);
+const concat = (names: string[]): LabelledData => toLabelled(names.map(split));
 
 async function weightBytes(dir: string): Promise<number> {
   let n = 0;

@@ -20,7 +20,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { fileSystemIO } from '../src/io/tfjs/index.ts';
-import { loadNpy, saveNpy } from '../src/io/npy/files.ts';
+import { saveNpy } from '../src/io/npy/files.ts';
 import { initBackend } from '../src/engine/backend.ts';
 import { silenceTfjsNodeBanner } from '../src/engine/quiet.ts';
 import { trainDiff } from '../src/train/train-diff.ts';
@@ -29,6 +29,7 @@ import type { EdgePolicy } from '../src/release/record.ts';
 import type { LearnedInputs, LearnedMethod } from '../src/release/learned.ts';
 import { generate, type KwsManifest } from '../examples/keyword-spotting/data.ts';
 import { keywordModel } from '../examples/keyword-spotting/model.ts';
+import { concatRows, loadSplit } from '../examples/keyword-spotting/splits.ts';
 
 /** One plan of the set: a policy and, for a learned one, its inputs. */
 export interface PlannedPolicy {
@@ -86,26 +87,8 @@ export async function trainingPlanSet(work: string, options: TrainingPlanOptions
       manifests.push({ dir, manifest: JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as KwsManifest });
     }
   }
-  const pooled = (names: string[]) => {
-    const parts = manifests.flatMap(({ dir, manifest }) => names.map((n) => {
-      const s = manifest.splits[n];
-      if (!s) throw new Error(`the keyword data has no split ${n}`);
-      const x = loadNpy(join(dir, s.files.x));
-      return { x: x.data as Float32Array, shape: x.shape, y: loadNpy(join(dir, s.files.y)).data as Int32Array };
-    }));
-    const feat = parts[0].shape.slice(1);
-    const per = feat.reduce((a, b) => a * b, 1);
-    const n = parts.reduce((a, p) => a + p.y.length, 0);
-    const x = new Float32Array(n * per);
-    const y = new Int32Array(n);
-    let k = 0;
-    for (const p of parts) {
-      x.set(p.x.subarray(0, p.y.length * per), k * per);
-      y.set(p.y, k);
-      k += p.y.length;
-    }
-    return { x, y, shape: [n, ...feat] };
-  };
+  // The rows of `names` from every seed's data, one block.
+  const pooled = (names: string[]) => concatRows(manifests.flatMap(({ dir, manifest }) => names.map((n) => loadSplit(dir, manifest, n))));
   const numClasses = manifests[0].manifest.numClasses;
 
   await initBackend('auto');

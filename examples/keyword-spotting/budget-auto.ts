@@ -113,14 +113,13 @@ try {
   for (let u = 1; u <= lastUpdate; u++) {
     const up = manifest.updates[u];
     const dir = join(scratch, `u${u}`);
-    const baseDir = deviceDir;
     const teacherDir = join(dir, 'teacher');
     await writeFolder(teacherDir, readWeights(join(statesDir, `u${u}-full-full.json`)));
     const fresh = loadSplit(dataDir, manifest, up.train);
     const replay = replaySample(dataDir, manifest, up.replay, Math.round(fresh.y.length * replayRatio), 1000 + u);
     writeRows(join(dir, 'train'), [fresh, ...replay], false);
     writeRows(join(dir, 'eval'), up.evalAll.map((n) => loadSplit(dataDir, manifest, n)), true);
-    const o = { base: baseDir, teacher: teacherDir, train: join(dir, 'train'), eval: join(dir, 'eval'), ...common(u) };
+    const o = { base: deviceDir, teacher: teacherDir, train: join(dir, 'train'), eval: join(dir, 'eval'), ...common(u) };
     log(`update ${u} (${up.id}): budget auto, at least ${(100 * minAgreement).toFixed(1)}% agreement with the new version on ${up.evalAll.join(', ')}`);
     const t0 = performance.now();
     const auto = await train({ ...o, budget: 'auto', minAgreement, onProgress: (e) => { if (e.kind === 'message' && e.text.startsWith('budget auto')) log(`  ${e.text}`); } });
