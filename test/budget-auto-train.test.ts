@@ -6,7 +6,8 @@
  * target is accuracy held against a full fine-tune's, the chosen payload the bytes `--budget B`
  * alone trains; a target nothing meets ends in the exact payload, said so; the library and the
  * command write the same bytes; a larger budget reuses the learning rate the first trained one
- * tuned (fewer runs than tuning each); a target the run cannot measure is a usage error.
+ * tuned (fewer runs than tuning each), and lowbit's quantizations of the change are made once for
+ * every budget (the same bytes); a target the run cannot measure is a usage error.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +23,7 @@ import { saveNpy } from '../src/io/npy/files.ts';
 import { clusterData, fineTunePair, FT_INPUTS } from './helpers/finetune.ts';
 import { tempDir } from './helpers/dirs.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
+import { LowBitCache } from '../src/lowbit-diff/cache.ts';
 
 let dir: string;
 const at: Record<string, string> = {};
@@ -147,15 +149,36 @@ test('toward a teacher: where the post-hoc payload falls short, the training at 
   assert.deepEqual(await readFile(join(dir, 'trained.ndiff')), await readFile(join(dir, 'trained-alone.ndiff')));
 });
 
-test('toward a teacher, budgetTune once (the default): the larger budgets train once at the rate the first trained budget tuned, fewer runs than each; the payload written is the one --budget B --lr RATE --tune off trains', async (t) => {
+test('toward a teacher, budgetTune once (the default): the larger budgets train once at the rate the first trained budget tuned, fewer runs than each, lowbit\'s quantizations made once for the whole search; the payload written is the one --budget B --lr RATE --tune off trains', async (t) => {
   // Tuned (tune quick, the default), not QUICK's tune off: the rate is what a larger budget reuses.
   const o: TrainOptions = { base: at.v1, teacher: at.v2, train: at.unlabeled, eval: at.eval, modelId: 'mlp', method: 'lowbit', budget: 'auto', maxMeanAbsDiff: 0.03, budgetGrid: '0.5%,1%', epochs: 1, seed: 3, threads: 1, backend: 'cpu' };
-  const search = async (budgetTune: 'once' | 'each') => {
+  const search = async (budgetTune: 'once' | 'each', lowbitCache?: LowBitCache) => {
     let epochs = 0;
-    const r = await train({ ...o, budgetTune, onProgress: (e) => { if (e.kind === 'epoch') epochs++; } });
+    const r = await train({ ...o, budgetTune, ...(lowbitCache ? { lowbitCache } : {}), onProgress: (e) => { if (e.kind === 'epoch') epochs++; } });
     return { r, epochs, tried: (r as any).budgetSearch.tried as any[] };
   };
-  const once = await search('once');
+  /** Counts, per tensor, how often its quantizations had to be made (a change not seen before). */
+  class Counting extends LowBitCache {
+    readonly made = new Map<string, number>();
+    asked = 0;
+    private readonly seen = new Map<string, Map<string, unknown>>();
+    override of(name: string, delta: Float32Array, weight: Float32Array | undefined): Map<string, unknown> {
+      this.asked++;
+      const results = super.of(name, delta, weight);
+      if (this.seen.get(name) !== results) this.made.set(name, (this.made.get(name) ?? 0) + 1);
+      this.seen.set(name, results);
+      return results;
+    }
+  }
+  const cache = new Counting();
+  const once = await search('once', cache);
+  // The post-hoc payloads and the trained runs' post-hoc starts quantize the one change of the
+  // teacher: each tensor once for the whole search (the runs at 0.5% and 1% find them made).
+  assert.ok(cache.made.size > 0, 'the search quantized the change');
+  for (const [name, n] of cache.made) assert.equal(n, 1, `${name} quantized ${n} times`);
+  const postHoc = new Counting();
+  for (const budget of ['0.5%', '1%']) await diff({ base: at.v1, target: at.v2, budget, method: 'lowbit', modelId: 'mlp', lowbitCache: postHoc });
+  assert.ok(cache.asked > postHoc.asked, `the trained runs looked their quantizations up in the search's cache too: ${cache.asked} lookups, ${postHoc.asked} by the post-hoc payloads`);
   assert.deepEqual(once.tried.map((t) => `${t.budget} ${t.how} ${t.meets}`), ['0.5% post hoc false', '0.5% trained false', '1% post hoc false', '1% trained true']);
   assert.equal(once.tried[1].detail, undefined, 'the first trained budget tunes');
   const rate = /^learning rate ([\d.e+-]+) as tuned at 0\.5%$/.exec(once.tried[3].detail ?? '')?.[1];

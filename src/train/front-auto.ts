@@ -51,6 +51,7 @@ export interface AutoTrainOptions extends QualityTargetOptions {
   allowWorse?: boolean;
   seed?: number;
   onProgress?: (event: TrainProgress) => void;
+  lowbitCache?: LowBitCache;
 }
 
 /** What the search reads of train()'s result (front.ts's TrainResult). */
@@ -79,8 +80,11 @@ type Made<R> = { kind: 'trained'; result: R; reused?: Reused } | { kind: 'post h
  * and data give the same bytes; else the search's own run's payload is written).
  */
 export async function trainBudgetAuto<O extends AutoTrainOptions, R extends AutoTrainResult>(options: O, auto: { target: QualityTarget; grid: string[] }, run: (o: O) => Promise<R>): Promise<R> {
+  // The post-hoc payloads of every budget, and the trained lowbit runs' post-hoc starts, quantize
+  // the same change: one lowbit cache for them all (the bytes are the same without it).
+  const lowbitCache = options.lowbitCache ?? new LowBitCache();
   // The runs the search makes are plain trainings: no target of their own.
-  const plain: O = { ...options, minAgreement: undefined, maxMeanAbsDiff: undefined, maxAccuracyDrop: undefined, budgetGrid: undefined, budgetTune: undefined };
+  const plain: O = { ...options, minAgreement: undefined, maxMeanAbsDiff: undefined, maxAccuracyDrop: undefined, budgetGrid: undefined, budgetTune: undefined, lowbitCache };
   const { base, teacher } = options;
   if (typeof base !== 'string' || (teacher !== undefined && typeof teacher !== 'string')) throw new UsageError('budget auto (--budget auto) measures each payload against the models on disk: give base (and teacher) as paths');
   if (!teacher && auto.target.option !== 'maxAccuracyDrop') throw new UsageError(`${auto.target.option === 'minAgreement' ? 'minAgreement (--min-agreement)' : 'maxMeanAbsDiff (--max-mean-abs-diff)'} measures closeness to the new version, and this training has no teacher (teacher (--teacher V2)): add the teacher, or with labels state the target as maxAccuracyDrop (--max-accuracy-drop N), accuracy held against a full fine-tune's`);
@@ -104,8 +108,6 @@ export async function trainBudgetAuto<O extends AutoTrainOptions, R extends Auto
     fullAccuracy = full.accuracyAfter;
     ceilingBytes = full.bytes;
   }
-  // The post-hoc payloads of every budget quantize the same change: one lowbit cache for them.
-  const lowbitCache = new LowBitCache();
   const diffOptions = (budget: string): DiffOptions => ({
     base, target: teacher as string, budget, eval: options.eval as string, allowWorse: true, onProgress: progress, lowbitCache,
     ...(options.modelId !== undefined ? { modelId: options.modelId } : {}),

@@ -198,6 +198,7 @@ export async function trainLayersFront(a: TrainSettings, io: TrainReporter): Pro
       distill: a.distill,
       alsoConsider: competitors,
       autoSearch: a.autoSearch,
+      ...(a.lowbitCache ? { lowbitCache: a.lowbitCache } : {}),
       ...(a.sparseShare !== undefined ? { sparseShare: a.sparseShare } : {}),
       ...(distillInputs.length ? { distillInputs, distillMix: a.distillMix ?? 0.5 } : {}),
       ...(a.augment && a.augment !== 'none' ? { augment: a.augment } : {}),

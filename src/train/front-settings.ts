@@ -14,6 +14,7 @@ import type { ProgramInputValues } from '../engine/program/training-model.ts';
 import { OUTPUT_KINDS, type Choice } from '../core/choices.ts';
 import { UsageError } from '../core/errors.ts';
 import type { ModelFile } from '../core/model-files.ts';
+import type { LowBitCache } from '../lowbit-diff/cache.ts';
 import { parseExpiry } from '../core/expiry.ts';
 
 export { lossText } from './loss-text.ts';
@@ -38,6 +39,8 @@ export interface TrainSettings {
   method: TrainMethod | 'auto';
   /** With `auto`: successive halving on validation (`halving`) or every candidate trained to its end (`exhaustive`). */
   autoSearch: 'halving' | 'exhaustive';
+  /** lowbit's quantizations kept between trainings of the same change (library only: budget auto's search). */
+  lowbitCache?: LowBitCache;
   /** The base's path, or `base` when it was given as bytes. */
   base: string;
   /** The base's bytes, when given so (an .onnx or .tflite file's). */
@@ -198,6 +201,7 @@ export function programTrainOptions(
     distill: a.distill,
     // With a teacher: where a sparse diff starts (ONNX and LiteRT files ignored --sparse-start before).
     ...(a.teacher ? { sparseStart: a.sparseStart } : {}),
+    ...(a.lowbitCache ? { lowbitCache: a.lowbitCache } : {}),
     // The teacher's stream, as a layers model takes it: wider inputs drawn in, each batch augmented.
     ...(p.distillInputs?.length ? { distillInputs: p.distillInputs, distillMix: a.distillMix ?? 0.5 } : {}),
     ...(a.augment && a.augment !== 'none' ? { augment: a.augment } : {}),

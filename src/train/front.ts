@@ -14,6 +14,7 @@
 import { UsageError } from '../core/errors.ts';
 import { checkChoices } from '../core/choices.ts';
 import type { ModelFile } from '../core/model-files.ts';
+import type { LowBitCache } from '../lowbit-diff/cache.ts';
 import { isOnnxPath, isTflitePath } from '../io/model-paths.ts';
 import type { TrainBackendName } from '../engine/backend.ts';
 import { TRAIN_CHOICES, checkDistillStream, defaultMethod, type MethodDefault, type ProgramSettings, type TrainSettings } from './front-settings.ts';
@@ -114,6 +115,13 @@ export interface TrainOptions extends QualityTargetOptions {
   modelOut?: string;
   /** Also write the metrics JSON `ndiff report` reads. */
   metricsOut?: string;
+  /**
+   * `lowbit`: the post-hoc start's quantizations kept between trainings of the same change (a
+   * `LowBitCache` of `neural-diff/kit`, made once and passed to each, as `diff()` takes one): a
+   * training at another budget reuses every tensor's codes and factors instead of making them
+   * again, as `budget: 'auto'` does between the budgets it tries. The same bytes with or without it.
+   */
+  lowbitCache?: LowBitCache;
   /** Progress as it happens: lines, batches, epochs, warnings. */
   onProgress?: (event: TrainProgress) => void;
 }
@@ -231,6 +239,7 @@ function settle(o: TrainOptions): TrainSettings & ProgramSettings {
     bptt: o.bptt ?? 1,
     ...(o.output !== undefined ? { output: o.output } : {}),
     ...(o.outputKind !== undefined ? { outputKind: o.outputKind } : {}),
+    ...(o.lowbitCache ? { lowbitCache: o.lowbitCache } : {}),
   };
 }
 

@@ -3,6 +3,7 @@
  * and its result. Types only, so the CLI and reports can name them without loading tfjs.
  */
 import type { LowBitOptions } from '../lowbit-diff/index.ts';
+import type { LowBitCache } from '../lowbit-diff/cache.ts';
 import type { Hasher } from '../core/hasher.ts';
 import type { ValueCodec } from '../core/values.ts';
 import type { WeightStore } from '../core/weight-store.ts';
@@ -180,6 +181,13 @@ export interface TrainDiffOptions {
    * the teacher on validation kept. Doubles the training time; false trains the scales alone.
    */
   lowbitCodes?: boolean;
+  /**
+   * `lowbit`: the post-hoc start's quantizations kept between runs on the same change (the
+   * teacher's, or the full fine-tune's), as `diff()`'s `lowbitCache`: `budget: 'auto'` hands its
+   * search's cache to each trained budget, which then quantizes no tensor the post-hoc payloads
+   * or a smaller budget's run already did. The payload is the same bytes with or without it.
+   */
+  lowbitCache?: LowBitCache;
   /**
    * Results of smaller budgets on the same base and data (earlier `trainDiff` results, or payload
    * files through {@link competingPayload}): they compete in the final choice. More bytes must

@@ -683,7 +683,7 @@ export async function trainDiff(model: tf.LayersModel, trainInput: LabelledData 
         // The start: the post-hoc payload, each of lowbit's variants (errors relative to each
         // layer or plain, with and without low-rank factors) measured on validation and the
         // closest to the teacher kept, as `ndiff diff --calibrate` chooses (options.lowbit: that one).
-        const variants = options.lowbit ? [{ name: 'lowbit', options: () => options.lowbit as Partial<LowBitOptions> }] : lowbitVariants();
+        const variants = options.lowbit ? [{ name: 'lowbit', options: (): Partial<LowBitOptions> => ({ ...options.lowbit, cache: options.lowbitCache }) }] : lowbitVariants(undefined, options.lowbitCache);
         let post: ReturnType<typeof lowbitFromDeltas> | undefined;
         let start: Checkpoint | undefined;
         for (const v of variants) {
