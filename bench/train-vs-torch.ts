@@ -289,15 +289,27 @@ function peerTable(p: Plan, rows: Map<string, Row | undefined>): void {
     if (gap) console.log(`${peerLabels[peer]} skipped on ${p.key}: ${gap}`);
   }
   console.log(`\n${p.label}, every peer (median of ${rounds} round(s)); ours / peer by samples/s:`);
-  console.log(`| threads | peer | samples/s | CPU ms/sample | compile + warm-up s | peak memory | ${backends.map((b) => `ours ${b} / peer`).join(' | ')} |`);
-  console.log(`|---:|---|---:|---:|---:|---:|${backends.map(() => '---:').join('|')}|`);
+  console.log(`| threads | peer | samples/s | CPU ms/sample | cores busy | compile + warm-up s | peak memory | ${backends.map((b) => `ours ${b} / peer`).join(' | ')} |`);
+  console.log(`|---:|---|---:|---:|---:|---:|---:|${backends.map(() => '---:').join('|')}|`);
+  const over: string[] = [];
   for (const t of threadCounts) {
     for (const [label, key] of [['PyTorch 1.13 (Debian)', `torch ${t}`], ...peers.filter((peer) => !peerGap(peer, p.key)).map((peer) => [peerLabels[peer], `${peer} ${t}`])]) {
       const q = rows.get(key);
       const warm = q?.compileSeconds;
-      console.log(`| ${t} | ${label} | ${rate(q)} | ${cpuMs(q)} | ${typeof warm === 'number' ? warm.toFixed(1) : ''} | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${backends.map((b) => ratio(rows.get(`${b} ${t}`), q)).join(' | ')} |`);
+      const busy = q ? coresBusy(q) : undefined;
+      if (busy !== undefined && busy > 1.1 * t) over.push(`${label} at ${t} thread(s): ${busy.toFixed(2)} cores`);
+      console.log(`| ${t} | ${label} | ${rate(q)} | ${cpuMs(q)} | ${busy === undefined ? 'n/a' : busy.toFixed(2)} | ${typeof warm === 'number' ? warm.toFixed(1) : ''} | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${backends.map((b) => ratio(rows.get(`${b} ${t}`), q)).join(' | ')} |`);
     }
   }
+  for (const t of threadCounts) for (const b of backends) {
+    const q = rows.get(`${b} ${t}`);
+    if (q && coresBusy(q) > 1.1 * t) over.push(`ours ${b} at ${t} thread(s): ${coresBusy(q).toFixed(2)} cores`);
+  }
+  if (over.length) console.log(`busy on more cores than its threads (its figure is not a figure at that thread count): ${over.join('; ')}`);
+}
+/** Cores a run kept busy while timed: its CPU time a sample over its wall time a sample. */
+function coresBusy(r: Row): number {
+  return (r.cpuMsPerSample * r.samplesPerSecond) / 1000;
 }
 if (failures.length) console.log(`\nruns that failed (n/a above):\n${failures.map((f) => `- ${f}`).join('\n')}`);
 const loadAfter = os.loadavg();

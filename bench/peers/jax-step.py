@@ -11,10 +11,11 @@ distils v1 toward v2 (the weights of DIR/v1.pt and v2.pt, read through PyTorch):
 forward pass without gradient, KL(teacher || student) of the class probabilities averaged over the
 batch, the student's gradient and Adam (lr 1e-3). The whole step (forward, gradient, update) is
 one jitted function; its first call compiles and is timed apart as `compileSeconds`, one more
-warm-up call, then STEPS timed steps. Threads: 1 thread runs XLA's CPU backend with
-`--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1` (set by the caller in
-XLA_FLAGS before JAX loads); more threads run it as it comes. Prints one JSON line like
-torch-train-step.py.
+warm-up call, then STEPS timed steps. Threads: THREADS below the machine's cores pins the process
+to that many cores before JAX loads (sched_setaffinity): XLA's CPU backend keeps threads of its
+own whatever its flags say (jax 0.10 at `--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1`, which the caller still sets, ran on 1.7 of 2 cores); more threads
+run it as it comes. Prints one JSON line like torch-train-step.py.
 """
 import json
 import os
@@ -22,9 +23,14 @@ import resource
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+_threads = int(sys.argv[2] if sys.argv[1] == 'keyword' else sys.argv[3])
+_allowed = sorted(os.sched_getaffinity(0))
+if _threads < len(_allowed):
+    os.sched_setaffinity(0, set(_allowed[:_threads]))
+
+import jax  # noqa: E402 (after the pinning: XLA sizes its thread pools when it loads)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def adam(lr):

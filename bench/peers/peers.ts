@@ -64,7 +64,9 @@ export function peerGap(peer: PeerName, model: string): string | undefined {
 /**
  * One run of `peer` on `model` at `threads` threads: the child's JSON line. The thread count is
  * set as for PyTorch 1.13 (OMP_NUM_THREADS, torch.set_num_threads in the script) and for JAX by
- * XLA's flags at one thread (`--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`).
+ * XLA's flags at one thread (`--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`)
+ * and, below the machine's cores, by pinning the process to that many cores (jax-step.py: XLA
+ * keeps threads of its own whatever the flags say). The table's "cores busy" column checks it.
  */
 export function runPeer(peer: PeerName, model: string, threads: number, batch: number, steps: number, transformerDir: string): string {
   const python = path.join(peersVenv, 'bin', 'python');
