@@ -292,18 +292,18 @@ function peerTable(p: Plan, rows: Map<string, Row | undefined>): void {
   console.log(`| threads | peer | samples/s | CPU ms/sample | cores busy | compile + warm-up s | peak memory | ${backends.map((b) => `ours ${b} / peer`).join(' | ')} |`);
   console.log(`|---:|---|---:|---:|---:|---:|---:|${backends.map(() => '---:').join('|')}|`);
   const over: string[] = [];
+  /** A run busy on more cores than its threads, named in `over`. */
+  const checkCores = (label: string, t: number, q: Row | undefined) => {
+    if (q && coresBusy(q) > 1.1 * t) over.push(`${label} at ${t} thread(s): ${coresBusy(q).toFixed(2)} cores`);
+  };
   for (const t of threadCounts) {
+    for (const b of backends) checkCores(`ours ${b}`, t, rows.get(`${b} ${t}`));
     for (const [label, key] of [['PyTorch 1.13 (Debian)', `torch ${t}`], ...peers.filter((peer) => !peerGap(peer, p.key)).map((peer) => [peerLabels[peer], `${peer} ${t}`])]) {
       const q = rows.get(key);
       const warm = q?.compileSeconds;
-      const busy = q ? coresBusy(q) : undefined;
-      if (busy !== undefined && busy > 1.1 * t) over.push(`${label} at ${t} thread(s): ${busy.toFixed(2)} cores`);
-      console.log(`| ${t} | ${label} | ${rate(q)} | ${cpuMs(q)} | ${busy === undefined ? 'n/a' : busy.toFixed(2)} | ${typeof warm === 'number' ? warm.toFixed(1) : ''} | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${backends.map((b) => ratio(rows.get(`${b} ${t}`), q)).join(' | ')} |`);
+      checkCores(label, t, q);
+      console.log(`| ${t} | ${label} | ${rate(q)} | ${cpuMs(q)} | ${q ? coresBusy(q).toFixed(2) : 'n/a'} | ${typeof warm === 'number' ? warm.toFixed(1) : ''} | ${q ? mib(q.peakRssBytes) : 'n/a'} | ${backends.map((b) => ratio(rows.get(`${b} ${t}`), q)).join(' | ')} |`);
     }
-  }
-  for (const t of threadCounts) for (const b of backends) {
-    const q = rows.get(`${b} ${t}`);
-    if (q && coresBusy(q) > 1.1 * t) over.push(`ours ${b} at ${t} thread(s): ${coresBusy(q).toFixed(2)} cores`);
   }
   if (over.length) console.log(`busy on more cores than its threads (its figure is not a figure at that thread count): ${over.join('; ')}`);
 }

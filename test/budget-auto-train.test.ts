@@ -23,7 +23,8 @@ import { saveNpy } from '../src/io/npy/files.ts';
 import { clusterData, fineTunePair, FT_INPUTS } from './helpers/finetune.ts';
 import { tempDir } from './helpers/dirs.ts';
 import { MemoryWeightStore } from '../src/core/weight-store.ts';
-import { LowBitCache } from '../src/lowbit-diff/cache.ts';
+import type { LowBitCache } from '../src/lowbit-diff/cache.ts';
+import { CountingLowBitCache } from './helpers/counting-cache.ts';
 
 let dir: string;
 const at: Record<string, string> = {};
@@ -157,26 +158,13 @@ test('toward a teacher, budgetTune once (the default): the larger budgets train 
     const r = await train({ ...o, budgetTune, ...(lowbitCache ? { lowbitCache } : {}), onProgress: (e) => { if (e.kind === 'epoch') epochs++; } });
     return { r, epochs, tried: (r as any).budgetSearch.tried as any[] };
   };
-  /** Counts, per tensor, how often its quantizations had to be made (a change not seen before). */
-  class Counting extends LowBitCache {
-    readonly made = new Map<string, number>();
-    asked = 0;
-    private readonly seen = new Map<string, Map<string, unknown>>();
-    override of(name: string, delta: Float32Array, weight: Float32Array | undefined): Map<string, unknown> {
-      this.asked++;
-      const results = super.of(name, delta, weight);
-      if (this.seen.get(name) !== results) this.made.set(name, (this.made.get(name) ?? 0) + 1);
-      this.seen.set(name, results);
-      return results;
-    }
-  }
-  const cache = new Counting();
+  const cache = new CountingLowBitCache();
   const once = await search('once', cache);
   // The post-hoc payloads and the trained runs' post-hoc starts quantize the one change of the
   // teacher: each tensor once for the whole search (the runs at 0.5% and 1% find them made).
   assert.ok(cache.made.size > 0, 'the search quantized the change');
   for (const [name, n] of cache.made) assert.equal(n, 1, `${name} quantized ${n} times`);
-  const postHoc = new Counting();
+  const postHoc = new CountingLowBitCache();
   for (const budget of ['0.5%', '1%']) await diff({ base: at.v1, target: at.v2, budget, method: 'lowbit', modelId: 'mlp', lowbitCache: postHoc });
   assert.ok(cache.asked > postHoc.asked, `the trained runs looked their quantizations up in the search's cache too: ${cache.asked} lookups, ${postHoc.asked} by the post-hoc payloads`);
   assert.deepEqual(once.tried.map((t) => `${t.budget} ${t.how} ${t.meets}`), ['0.5% post hoc false', '0.5% trained false', '1% post hoc false', '1% trained true']);

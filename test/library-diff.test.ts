@@ -11,8 +11,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { diff, type DiffOptions, writeSafetensorsFile, UsageError, ModelMismatchError } from 'neural-diff';
-import { decodePayload, LowBitCache } from 'neural-diff/kit';
+import { decodePayload } from 'neural-diff/kit';
 import { structuralPair, valuePair, seeded, type PairFormat, type StructuralPair } from './helpers/structural-pairs.ts';
+import { CountingLowBitCache } from './helpers/counting-cache.ts';
 
 const BIN = path.join(import.meta.dirname, '..', 'cli', 'ndiff.mjs');
 
@@ -151,18 +152,11 @@ test('diff refuses what does not fit with the typed error ndiff maps to its exit
 });
 
 test('diff with a lowbitCache shared between budgets (as budget auto shares one): the bytes each budget gives alone, and the cache is consulted', async () => {
-  class Counting extends LowBitCache {
-    asked = 0;
-    override of(name: string, delta: Float32Array, weight: Float32Array | undefined): Map<string, unknown> {
-      this.asked++;
-      return super.of(name, delta, weight);
-    }
-  }
   for (const format of ['tfjs', 'onnx'] as const) {
     const dir = await mkdtemp(path.join(tmpdir(), `nd-lib-diff-cache-${format}-`));
     try {
       const at = await writePair(dir, valuePair(format, 11), format);
-      const cache = new Counting();
+      const cache = new CountingLowBitCache();
       for (const budget of [240, 480, 240]) {
         const shared = await diff({ ...at, budget, method: 'lowbit', modelId: 'lib-diff', lowbitCache: cache });
         const alone = await diff({ ...at, budget, method: 'lowbit', modelId: 'lib-diff' });
